@@ -1,0 +1,17 @@
+"""Errors raised on bad input. Each one names the file or key, what was expected and what was found."""
+
+
+class SmartFedError(Exception):
+    """Base class for every error this package raises on bad input."""
+
+
+class AdapterError(SmartFedError):
+    """A PEFT adapter folder is missing, corrupt, unsupported, or does not fit the base model."""
+
+
+class PoolFileError(SmartFedError):
+    """A saved expert pool file is corrupt or does not fit the model it is attached to."""
+
+
+class RouterStateError(SmartFedError):
+    """A router state dict has missing, unexpected or mis-shaped entries."""

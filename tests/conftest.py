@@ -1,0 +1,69 @@
+"""Tiny seeded models built from configs (no download), and real PEFT adapters made on them."""
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from torch import nn
+from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
+from transformers.pytorch_utils import Conv1D
+
+
+def tiny_llama() -> LlamaForCausalLM:
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=128, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+    )
+    return LlamaForCausalLM(config).eval().requires_grad_(False)
+
+
+def tiny_gpt2() -> GPT2LMHeadModel:
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+    return GPT2LMHeadModel(config).eval().requires_grad_(False)
+
+
+class ParallelBlock(nn.Module):
+    """Linear layers applied side by side to one input: its output is linear in every LoRA delta."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.q = nn.Linear(16, 24)
+        self.k = nn.Linear(16, 8, bias=False)
+        self.c = Conv1D(12, 16)  # GPT-2 style: weight stored (d_in, d_out)
+
+    def forward(self, x):
+        return torch.cat([self.q(x), self.k(x), self.c(x)], dim=-1)
+
+
+def make_adapter(base: nn.Module, folder: Path, seed: int, **lora_kwargs) -> Path:
+    """Train-free but non-trivial PEFT LoRA: peft's random init of A and B (init_lora_weights=False)."""
+    torch.manual_seed(seed)
+    peft_model = get_peft_model(copy.deepcopy(base), LoraConfig(init_lora_weights=False, **lora_kwargs))
+    peft_model.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def llama_adapters(tmp_path):
+    """A tiny Llama and four adapters that differ in rank, alpha, rsLoRA, patterns and targets."""
+    base = tiny_llama()
+    specs = {
+        "r4_qv": dict(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"]),
+        "r8_all_rslora": dict(
+            r=8, lora_alpha=16, use_rslora=True,
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        ),
+        "r2_patterns": dict(
+            r=2, lora_alpha=4, target_modules=["q_proj", "up_proj", "down_proj"],
+            rank_pattern={"up_proj": 6}, alpha_pattern={"down_proj": 3},
+        ),
+        "r3_regex_layer1": dict(r=3, lora_alpha=5, target_modules=r".*\.(k_proj|o_proj)", layers_to_transform=None),
+        "r5_layer0_only": dict(r=5, lora_alpha=7, target_modules=["q_proj", "gate_proj"], layers_to_transform=[0]),
+    }
+    folders = [make_adapter(base, tmp_path / name, seed, **kw) for seed, (name, kw) in enumerate(specs.items())]
+    return base, folders
