@@ -154,14 +154,15 @@ def read_adapter(folder: str | Path, model: nn.Module, name: str | None = None) 
     alpha_pattern = config.get("alpha_pattern") or {}
     matrices: dict[str, LoraMatrix] = {}
     for module_name, parts in pairs.items():
-        where = f"{weights_path}: key 'base_model.model.{module_name}'"
+        prefix = f"base_model.model.{module_name}"
+        where = f"{weights_path}: key '{prefix}'"
         if set(parts) != {"A", "B"}:
             missing = ({"A", "B"} - set(parts)).pop()
             raise AdapterError(f"{where}: expected both lora_A and lora_B, found no lora_{missing}")
-        if expected is not None and module_name not in expected:
-            raise AdapterError(f"{where}: present in the weights but not matched by target_modules={config.get('target_modules')!r}")
         if module_name not in modules:
             raise AdapterError(f"{where}: expected a module of that name in the base model, found none")
+        if expected is not None and module_name not in expected:
+            raise AdapterError(f"{where}: present in the weights but not matched by target_modules={config.get('target_modules')!r}")
         shape = linear_shape(modules[module_name])
         if shape is None:
             raise AdapterError(f"{where}: expected a linear layer, found {type(modules[module_name]).__name__}")
@@ -169,10 +170,11 @@ def read_adapter(folder: str | Path, model: nn.Module, name: str | None = None) 
         r = rank_pattern.get(get_pattern_key(rank_pattern.keys(), module_name), config["r"])
         alpha = alpha_pattern.get(get_pattern_key(alpha_pattern.keys(), module_name), config["lora_alpha"])
         A, B = parts["A"], parts["B"]
-        if tuple(A.shape) != (r, d_in):
-            raise AdapterError(f"{where}.lora_A.weight: expected shape {(r, d_in)}, found {tuple(A.shape)}")
-        if tuple(B.shape) != (d_out, r):
-            raise AdapterError(f"{where}.lora_B.weight: expected shape {(d_out, r)}, found {tuple(B.shape)}")
+        for part, tensor, shape in (("A", A, (r, d_in)), ("B", B, (d_out, r))):
+            if tuple(tensor.shape) != shape:
+                raise AdapterError(
+                    f"{weights_path}: key '{prefix}.lora_{part}.weight': expected shape {shape}, found {tuple(tensor.shape)}"
+                )
         if not (torch.isfinite(A).all() and torch.isfinite(B).all()):
             raise AdapterError(f"{where}: expected finite weights, found NaN or Inf")
         scale = alpha / math.sqrt(r) if use_rslora else alpha / r

@@ -1,0 +1,137 @@
+"""Top-k routing against a brute-force per-token loop, training touches routers only, router state I/O."""
+
+import copy
+
+import pytest
+import torch
+
+from conftest import tiny_llama
+from smartfed import (
+    ExpertPool,
+    attach_experts,
+    get_quotas,
+    load_router_state_dict,
+    router_parameters,
+    router_state_dict,
+    set_quotas,
+)
+from smartfed.errors import RouterStateError
+from smartfed.experts import routed_layers
+from smartfed.routers import ROUTER_KINDS
+
+
+def brute_force_layer(layer, x):
+    """y = W0 x + sum over the top-k experts of softmax-over-top-k(logit) * E_i(x), one token at a time."""
+    flat = x.reshape(-1, x.shape[-1])
+    out = []
+    for t in range(flat.shape[0]):
+        xt = flat[t]
+        z = torch.stack([layer.A[i] @ xt for i in range(layer.num_experts)])
+        logits = layer.router.logits(xt, z)
+        chosen = sorted(range(layer.num_experts), key=lambda i: -logits[i].item())[: layer.top_k]
+        weights = torch.softmax(torch.stack([logits[i] for i in chosen]), dim=0)
+        y = layer.base_layer(xt)
+        for w, i in zip(weights, chosen):
+            y = y + w * layer.scale[i] * layer.B[:, i] * z[i]
+        out.append(y)
+    return torch.stack(out).reshape(*x.shape[:-1], -1)
+
+
+@pytest.mark.parametrize("kind", ["linear", "activation", "lowrank"])
+def test_top_k_with_per_matrix_quotas_matches_a_per_token_loop(llama_adapters, kind):
+    base, folders = llama_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    model = attach_experts(copy.deepcopy(base), pool, router=kind, init_std=1.0)
+    layers = routed_layers(model)
+    quotas = {name: 1 + i % layer.num_experts for i, (name, layer) in enumerate(layers.items())}
+    set_quotas(model, quotas)
+    assert get_quotas(model) == quotas and len(set(quotas.values())) > 2
+    x = torch.randn(2, 7, 64, generator=torch.Generator().manual_seed(4))
+    for name, layer in layers.items():
+        d_in = layer.A.shape[1]
+        xs = x if d_in == 64 else torch.randn(2, 7, d_in, generator=torch.Generator().manual_seed(5))
+        with torch.no_grad():
+            torch.testing.assert_close(layer(xs), brute_force_layer(layer, xs), rtol=1e-5, atol=1e-5)
+
+
+def test_quotas_are_checked(llama_adapters):
+    base, folders = llama_adapters
+    model = attach_experts(copy.deepcopy(base), ExpertPool.from_adapters(folders, base))
+    name, layer = next(iter(routed_layers(model).items()))
+    with pytest.raises(ValueError, match=r"expected an int in \[1, "):
+        set_quotas(model, {name: layer.num_experts + 1})
+    with pytest.raises(ValueError, match="no such matrix"):
+        set_quotas(model, {"model.nope": 1})
+    assert layer.top_k == 2
+
+
+@pytest.mark.parametrize("kind", ROUTER_KINDS)
+def test_training_changes_only_the_routers(llama_adapters, kind):
+    base, folders = llama_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    model = attach_experts(copy.deepcopy(base), pool, router=kind)
+    base_before = {k: v.clone() for k, v in base.state_dict().items()}
+    routers_before = router_state_dict(model)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    assert {id(p) for p in trainable} == {id(p) for p in router_parameters(model)}
+
+    optimizer = torch.optim.AdamW(trainable, lr=1e-2)
+    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(6))
+    model.train()
+    for _ in range(3):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    detached_base = {k.replace(".base_layer", ""): v for k, v in model.state_dict().items() if ".router." not in k}
+    assert detached_base.keys() == base_before.keys()
+    for key, value in base_before.items():
+        assert torch.equal(detached_base[key], value), key
+    for name, layer in routed_layers(model).items():
+        assert torch.equal(layer.A, pool.matrices[name].A) and torch.equal(layer.B, pool.matrices[name].B)
+        assert torch.equal(layer.scale, pool.matrices[name].scale)
+    routers_after = router_state_dict(model)
+    assert all(not torch.equal(routers_after[k], routers_before[k]) for k in routers_before)
+
+
+def test_router_state_round_trips_and_is_checked(llama_adapters):
+    base, folders = llama_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    trained = attach_experts(copy.deepcopy(base), pool, router="linear", init_std=0.5)
+    fresh = attach_experts(copy.deepcopy(base), pool, router="linear", init_std=0.0)
+    ids = torch.randint(0, 128, (1, 10), generator=torch.Generator().manual_seed(7))
+    state = router_state_dict(trained)
+    load_router_state_dict(fresh, state)
+    with torch.no_grad():
+        torch.testing.assert_close(fresh(input_ids=ids).logits, trained(input_ids=ids).logits, rtol=0, atol=0)
+
+    key = next(iter(state))
+    with pytest.raises(RouterStateError, match="missing keys"):
+        load_router_state_dict(fresh, {k: v for k, v in state.items() if k != key})
+    with pytest.raises(RouterStateError, match="unexpected keys"):
+        load_router_state_dict(fresh, {**state, "model.extra.weight": torch.zeros(1)})
+    with pytest.raises(RouterStateError, match=f"'{key}': expected"):
+        load_router_state_dict(fresh, {**state, key: torch.zeros(3, 3)})
+    with pytest.raises(RouterStateError, match="float64"):
+        load_router_state_dict(fresh, {**state, key: state[key].double()})
+
+
+def test_tiny_llama_forward_is_unchanged_by_attach_when_gates_are_zero(llama_adapters):
+    """A static router with all weights zero adds exactly nothing."""
+    base, folders = llama_adapters
+    model = attach_experts(copy.deepcopy(base), ExpertPool.from_adapters(folders, base), router="static")
+    for p in router_parameters(model):
+        torch.nn.init.zeros_(p)
+    ids = torch.randint(0, 128, (1, 8), generator=torch.Generator().manual_seed(8))
+    with torch.no_grad():
+        assert torch.equal(model(input_ids=ids).logits, base(input_ids=ids).logits)
+
+
+def test_attach_refuses_a_pool_for_another_model(llama_adapters):
+    base, folders = llama_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    other = tiny_llama()
+    other.model.layers = other.model.layers[:1]
+    with pytest.raises(Exception, match="expected in the base model, found no such module"):
+        attach_experts(other, pool)
