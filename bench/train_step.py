@@ -1,0 +1,169 @@
+"""Train-step time and peak memory, side by side in one run, on the default SmolLM2-135M.
+
+Variants (batch 4 x 256 tokens, the same random tokens for all):
+  bare            the frozen model's forward + backward, gradients w.r.t. the input embeddings
+  lora-r8         a PEFT LoRA r=8 train step on the same seven linear types
+  smartfed-KIND   routed experts (pool of 4 modules of rank 8, M_j = 32, top-2), each router kind
+  naive-loop      the same routed layer written as a Python loop over the 32 experts (linear router)
+
+Time: all variants in one process, interleaved over rounds; median and fastest step (the machine is
+shared, so the fastest step is the best estimate of the intrinsic cost, the median of what a user sees). Memory: each variant in a
+fresh process; peak RSS during the steps (VmHWM, reset after set-up) minus RSS before them. glibc's
+dynamic mmap threshold otherwise keeps freed activation buffers in a fragmented heap (the naive loop
+then reaches 24 GB RSS for 2.4 GB of live data), so the bench pins MALLOC_MMAP_THRESHOLD_ for every
+variant alike and RSS measures live memory. The naive loop is ~20x slower: it runs 1 timed step a round.
+
+    python bench/train_step.py            # ~5 min on 2 CPU cores
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from peft import LoraConfig, get_peft_model
+
+from smartfed import ExpertPool, attach_experts, detach_experts, router_parameters
+from smartfed.experts import RoutedLinear, routed_layers
+from smartfed.metrics.sizes import LLAMA_LINEAR_TYPES
+from smartfed.models import cache_dir, load_base_model
+from smartfed.routers import ROUTER_KINDS, topk_softmax
+
+BATCH, SEQ, RANK, MODULES, TOP_K = 4, 256, 8, 4, 2
+MMAP_THRESHOLD = "65536"
+VARIANTS = ("bare", "lora-r8", *(f"smartfed-{k}" for k in ROUTER_KINDS), "naive-loop")
+
+
+def random_adapters(model) -> list[Path]:
+    """Four PEFT LoRA modules of rank 8 on all seven linear types, randomly initialised (timing only)."""
+    folders = [cache_dir() / "bench" / f"random-r{RANK}-{n}" for n in range(MODULES)]
+    for n, folder in enumerate(folders):
+        if not (folder / "adapter_model.safetensors").is_file():
+            torch.manual_seed(n)
+            peft_model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=list(LLAMA_LINEAR_TYPES), init_lora_weights=False))
+            peft_model.save_pretrained(folder)
+            peft_model.unload()
+    return folders
+
+
+class NaiveLoopLinear(RoutedLinear):
+    """The same layer with a Python loop over experts: what vectorising saves."""
+
+    def forward(self, x):
+        y = self.base_layer(x)
+        gate = topk_softmax(self.router.logits(x, None), self.top_k)  # (..., M)
+        for i in range(self.num_experts):
+            y = y + (gate[..., i : i + 1] * self.scale[i]) * (x @ self.A[i]).unsqueeze(-1) * self.B[:, i]
+        return y
+
+
+def setup(variant: str, model, pool):
+    """Prepare `model` for `variant`; return (model to call, trainable params, teardown)."""
+    if variant == "bare":
+        return model, [], lambda: None
+    if variant == "lora-r8":
+        torch.manual_seed(0)
+        peft_model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=list(LLAMA_LINEAR_TYPES)))
+        return peft_model, [p for p in peft_model.parameters() if p.requires_grad], peft_model.unload
+    kind = "linear" if variant == "naive-loop" else variant.removeprefix("smartfed-")
+    attach_experts(model, pool, router=kind, top_k=TOP_K)
+    if variant == "naive-loop":
+        for layer in routed_layers(model).values():
+            layer.__class__ = NaiveLoopLinear
+    return model, router_parameters(model), lambda: detach_experts(model)
+
+
+def train_step(model, params, optimizer, ids) -> None:
+    if params:
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+    else:  # bare: nothing trains, so take gradients w.r.t. the input embeddings
+        embeds = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+        model(inputs_embeds=embeds, labels=ids).loss.backward()
+
+
+def load():
+    model, _ = load_base_model()
+    model.train()
+    pool = ExpertPool.from_adapters(random_adapters(model), model)
+    ids = torch.randint(0, model.config.vocab_size, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))
+    return model, pool, ids
+
+
+def time_variants(rounds: int, steps: int) -> dict[str, float]:
+    model, pool, ids = load()
+    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    for r in range(rounds):
+        for variant in VARIANTS:
+            m, params, teardown = setup(variant, model, pool)
+            optimizer = torch.optim.AdamW(params, lr=1e-3) if params else None
+            train_step(m, params, optimizer, ids)  # warm-up
+            for _ in range(1 if variant == "naive-loop" else steps):
+                start = time.perf_counter()
+                train_step(m, params, optimizer, ids)
+                times[variant].append(time.perf_counter() - start)
+            teardown()
+            print(f"round {r + 1}/{rounds} {variant:20s} {statistics.median(times[variant][-steps:]):.3f} s/step", file=sys.stderr)
+    return times
+
+
+def _status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def memory_of(variant: str, steps: int) -> None:
+    """Run in a fresh process: print the peak RSS the train steps add, in MB, as JSON."""
+    model, pool, ids = load()
+    m, params, _ = setup(variant, model, pool)
+    optimizer = torch.optim.AdamW(params, lr=1e-3) if params else None
+    before = _status_kb("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    for _ in range(steps):
+        train_step(m, params, optimizer, ids)
+    print(json.dumps({"variant": variant, "peak_mb": (_status_kb("VmHWM") - before) / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") != MMAP_THRESHOLD:  # must be set before the process starts
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD})
+    if args.memory_of:
+        return memory_of(args.memory_of, 2)
+
+    load()  # build and cache the random adapters once, before any timing
+    peaks = {}
+    for variant in VARIANTS:
+        out = subprocess.run([sys.executable, __file__, "--memory-of", variant], check=True, capture_output=True, text=True, env=os.environ)
+        peaks[variant] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
+        print(f"memory {variant:20s} {peaks[variant]:.0f} MB", file=sys.stderr)
+    samples = time_variants(args.rounds, args.steps)
+    times = {v: statistics.median(t) for v, t in samples.items()}
+    fastest = {v: min(t) for v, t in samples.items()}
+
+    print(f"Train step, SmolLM2-135M fp32, batch {BATCH} x {SEQ} tokens, pool {MODULES} x r{RANK} on 7 linear types "
+          f"(M_j={MODULES * RANK}, top-{TOP_K}), torch {torch.__version__}, {torch.get_num_threads()} threads; "
+          f"{args.rounds} rounds x {args.steps} steps, interleaved\n")
+    print("| variant | median s/step | vs bare | vs LoRA r8 | fastest s/step | vs bare | vs LoRA r8 | peak step memory (MB) | vs LoRA r8 |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for v in VARIANTS:
+        print(f"| {v} | {times[v]:.2f} | {times[v] / times['bare']:.2f}x | {times[v] / times['lora-r8']:.2f}x "
+              f"| {fastest[v]:.2f} | {fastest[v] / fastest['bare']:.2f}x | {fastest[v] / fastest['lora-r8']:.2f}x "
+              f"| {peaks[v]:.0f} | {peaks[v] / peaks['lora-r8']:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()
