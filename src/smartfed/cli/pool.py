@@ -1,0 +1,76 @@
+"""`smartfed pool build | build-all | inspect`."""
+
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("pool", help="build LoRA modules for the pool, or inspect adapter folders")
+    commands = p.add_subparsers(dest="pool_command", required=True)
+
+    def training_options(q) -> None:
+        q.add_argument("--model", default="smollm2-135m-instruct")
+        q.add_argument("--steps", type=int, default=150)
+        q.add_argument("--rank", type=int, default=8)
+        q.add_argument("--batch-size", type=int, default=4)
+        q.add_argument("--max-length", type=int, default=256)
+        q.add_argument("--lr", type=float, default=3e-4)
+        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--data-dir", default=None, help="data folder (default: $SMARTFED_DATA or ../shared/data)")
+
+    build = commands.add_parser("build", help="train one PEFT LoRA module on a skill's public data")
+    build.add_argument("--skill", required=True, choices=("zh", "math", "code", "instruct"))
+    build.add_argument("--out", required=True, help="adapter folder to write (resumes if a build there was interrupted)")
+    training_options(build)
+    build.set_defaults(run=_run_build)
+
+    build_all = commands.add_parser("build-all", help="the default pool: zh, math, code and instruct modules")
+    build_all.add_argument("--out", default="pools/default")
+    training_options(build_all)
+    build_all.set_defaults(run=_run_build_all)
+
+    inspect = commands.add_parser("inspect", help="rank, alpha, targets and base-model fit of adapter folders")
+    inspect.add_argument("folders", nargs="+")
+    inspect.add_argument("--model", default="smollm2-135m-instruct")
+    inspect.set_defaults(run=_run_inspect)
+
+
+def _overrides(args) -> dict:
+    return dict(model=args.model, steps=args.steps, rank=args.rank, alpha=2.0 * args.rank, batch_size=args.batch_size,
+                max_length=args.max_length, lr=args.lr, seed=args.seed, data_dir=args.data_dir)
+
+
+def _run_build(args) -> None:
+    from smartfed.pool.build import BuildConfig, build_module
+
+    print(build_module(BuildConfig(skill=args.skill, out=args.out, **_overrides(args))))
+
+
+def _run_build_all(args) -> None:
+    from smartfed.pool.build import build_all
+
+    for folder in build_all(args.out, **_overrides(args)):
+        print(folder)
+
+
+def _run_inspect(args) -> None:
+    import json
+
+    from smartfed.errors import AdapterError
+    from smartfed.models import load_base_model
+    from smartfed.pool import read_adapter
+
+    model, _ = load_base_model(args.model)
+    print(f"| module | r | alpha | rsLoRA | adapted matrices | experts | targets | fits {args.model} |")
+    print("|---|---:|---:|---|---:|---:|---|---|")
+    for folder in args.folders:
+        config_path = Path(folder) / "adapter_config.json"
+        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        try:
+            adapter = read_adapter(folder, model)
+            fit, matrices, experts = "yes", len(adapter.matrices), adapter.rank_total
+        except AdapterError as err:
+            fit, matrices, experts = f"no: {err}", "-", "-"
+        targets = config.get("target_modules")
+        targets = ", ".join(sorted(targets)) if isinstance(targets, list) else targets
+        print(f"| {Path(folder).name} | {config.get('r', '?')} | {config.get('lora_alpha', '?')} | {config.get('use_rslora', False)} "
+              f"| {matrices} | {experts} | {targets} | {fit} |")

@@ -1,0 +1,38 @@
+"""Program-aided GSM8K: turn GSM8K's calculator annotations into a Python `solution()`.
+
+Every GSM8K reference answer marks its arithmetic as <<expression=result>>. Each annotation becomes
+one assignment, the line of prose around it a comment, and the last one the return value. An item
+is kept only if its program returns the reference answer. The programs are pure arithmetic (checked
+by a whitelist of characters) and are evaluated with no builtins.
+"""
+
+import re
+
+from smartfed.eval.math_answers import answers_match
+
+_ANNOTATION = re.compile(r"<<([^=<>]+)=([^<>]*)>>")
+_ARITHMETIC = re.compile(r"^[\d\s.+\-*/()]+$")
+
+
+def pal_program(raw_answer: str, final: str) -> str | None:
+    """A `solution()` program for one GSM8K answer, or None if it can't be built or is wrong."""
+    reasoning = raw_answer.rsplit("####", 1)[0]
+    lines, last = ["def solution():"], None
+    for n, line in enumerate(l for l in reasoning.splitlines() if l.strip()):
+        lines.append(f"    # {_ANNOTATION.sub(lambda m: m.group(2), line).strip()}")
+        for expression, _ in _ANNOTATION.findall(line):
+            if not _ARITHMETIC.match(expression):
+                return None
+            last = f"step{n}"
+            lines.append(f"    {last} = {expression.strip()}")
+    if last is None:
+        return None
+    lines.append(f"    return {last}")
+    program = "\n".join(lines)
+    scope: dict = {}
+    try:
+        exec(program, {"__builtins__": {}}, scope)  # arithmetic only: see _ARITHMETIC
+        value = scope["solution"]()
+    except (ArithmeticError, SyntaxError, TypeError):
+        return None
+    return program if answers_match(str(value), final) else None

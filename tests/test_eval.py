@@ -1,0 +1,82 @@
+"""Scoring: code extraction and pass@1 on reference solutions, PAL answers, generation and loss."""
+
+import copy
+
+import pytest
+import torch
+
+from conftest import tiny_llama
+from smartfed.data import Example, load_source
+from smartfed.eval.generate import collate, encode_for_training, generate, heldout_loss
+from smartfed.eval.math_answers import answers_match
+from smartfed.eval.sandbox import run_program
+from smartfed.eval.suites import _code_program, _pal_answer, extract_code
+
+
+def test_extract_code():
+    assert extract_code("Here:\n```python\ndef f():\n    return 1\n```\nDone") == "def f():\n    return 1\n"
+    assert extract_code("```\nx = 1\n```\n```python\ndef g(): pass\n```") == "def g(): pass\n"
+    assert extract_code("```python\ndef h():\n    return 2") == "def h():\n    return 2"  # cut off by the token limit
+    assert extract_code("def raw(): pass") == "def raw(): pass"
+
+
+@pytest.mark.parametrize("source", ["humaneval", "mbpp-test"])
+def test_reference_solutions_pass_and_wrong_ones_fail(source):
+    examples = load_source(source)[:12]
+    for e in examples:
+        assert run_program(_code_program(e, e.target), timeout=10).passed, e.id
+    wrong = "```python\ndef nothing():\n    return None\n```"
+    if source == "humaneval":  # only the body: the evaluator prepends the stub
+        wrong = "```python\n    return None\n```"
+    assert not any(run_program(_code_program(e, wrong), timeout=10).passed for e in examples[:4])
+
+
+def test_pal_answers_from_gsm_hard_reference_programs():
+    examples = load_source("gsm-hard")[:10]
+    correct = sum(answers_match(_pal_answer(f"```python\n{e.target}\n```"), e.answer) for e in examples)
+    assert correct >= 9
+    assert _pal_answer("```python\ndef solution():\n    while True: pass\n```") is None
+
+
+@pytest.fixture
+def tiny_with_tokenizer(smollm):
+    _, tokenizer = smollm
+    torch.manual_seed(0)
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
+    return LlamaForCausalLM(config).eval(), copy.deepcopy(tokenizer)
+
+
+def test_batched_generation_equals_one_at_a_time(tiny_with_tokenizer):
+    model, tokenizer = tiny_with_tokenizer
+    prompts = ["What is 2+3?", "Write a haiku about the sea, please, with care.", "你好"]
+    batched = generate(model, tokenizer, prompts, max_new_tokens=8, batch_size=3)
+    single = [generate(model, tokenizer, [p], max_new_tokens=8, batch_size=1)[0] for p in prompts]
+    assert batched == single
+
+
+def test_heldout_loss_is_the_mean_nll_of_answer_tokens(tiny_with_tokenizer):
+    model, tokenizer = tiny_with_tokenizer
+    examples = [Example(f"t/{i}", f"question {i}", f"answer number {i} " * (i + 1), "math", "en", "t") for i in range(3)]
+    expected_sum, expected_count = 0.0, 0
+    for e in examples:  # one at a time, no padding, by hand
+        ids, labels = encode_for_training(tokenizer, e, 384)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], dim=-1)
+        for t in range(1, len(ids)):
+            if labels[t] != -100:
+                expected_sum -= logp[t - 1, labels[t]].item()
+                expected_count += 1
+    assert heldout_loss(model, tokenizer, examples, batch_size=2) == pytest.approx(expected_sum / expected_count, rel=1e-5)
+
+
+def test_training_labels_mask_the_prompt(smollm):
+    _, tokenizer = smollm
+    e = load_source("gsm8k-train")[0]
+    ids, labels = encode_for_training(tokenizer, e, 512)
+    answer = [t for t in labels if t != -100]
+    assert tokenizer.decode(answer).startswith(e.target[:20]) and labels[0] == -100
+    batch = collate([(ids, labels), (ids[:5], labels[:5])], tokenizer.pad_token_id)
+    assert batch["attention_mask"][1].sum() == 5 and (batch["labels"][1, 5:] == -100).all()
