@@ -1,0 +1,134 @@
+"""The run configuration: one typed, frozen object, validated once, saved into the run folder.
+
+Read from TOML (`smartfed run CONFIG.toml`) with `--set key=value` overrides; an unknown key or a bad
+value is an error that names the key, the expected and the found value.
+"""
+
+import subprocess
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from smartfed.data.compositions import COMPOSITIONS
+from smartfed.errors import SmartFedError
+from smartfed.models import DEFAULT_MODEL
+from smartfed.routers import ROUTER_KINDS
+
+
+class ConfigError(SmartFedError):
+    """A run configuration key is unknown or has a bad value."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = field(default="default", metadata={"help": "run folder name under out_dir"})
+    out_dir: str = field(default="runs", metadata={"help": "where run folders go"})
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "base model: name, .gguf, folder or hub id"})
+    pool: tuple[str, ...] = field(default=(), metadata={"help": "adapter folders or one pool .safetensors; empty: the default pool"})
+    router: str = field(default="linear", metadata={"help": f"one of {ROUTER_KINDS}"})
+    top_k: int = field(default=2, metadata={"help": "experts per token per matrix"})
+    composition: str = field(default="zh+math", metadata={"help": f"one of {tuple(COMPOSITIONS)}"})
+    partition: str = field(default="dirichlet:source:0.5", metadata={"help": "iid | dirichlet:<by>:<alpha> | pathological:<by>:<k> | natural:<by>"})
+    num_clients: int = field(default=10, metadata={"help": "clients in the federation"})
+    clients_per_round: int = field(default=5, metadata={"help": "clients sampled each round"})
+    min_clients: int = field(default=2, metadata={"help": "a round fails if fewer updates than this are accepted"})
+    rounds: int = field(default=3, metadata={"help": "federated rounds"})
+    local_steps: int = field(default=4, metadata={"help": "optimizer steps per client per round"})
+    batch_size: int = field(default=4, metadata={"help": "examples per local step"})
+    max_length: int = field(default=256, metadata={"help": "tokens per example (prompt + answer)"})
+    lr: float = field(default=5e-3, metadata={"help": "router learning rate (AdamW)"})
+    seed: int = field(default=0, metadata={"help": "seeds partitions, client sampling and local training"})
+    eval_every: int = field(default=1, metadata={"help": "held-out loss every N rounds (and after the last)"})
+    eval_examples: int = field(default=48, metadata={"help": "held-out examples scored"})
+    client_timeout_s: float = field(default=0.0, metadata={"help": "drop a client whose update takes longer (0: no limit)"})
+    data_fraction: float = field(default=1.0, metadata={"help": "share of each client's data used (data-fraction sweeps)"})
+    data_dir: str = field(default="", metadata={"help": "data folder; empty: $SMARTFED_DATA or ../shared/data"})
+
+    def __post_init__(self):
+        for f in fields(self):
+            value, expected = getattr(self, f.name), type(f.default)  # every default has the field's type
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if expected is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
+                value = tuple(value)
+            if not isinstance(value, expected) or isinstance(value, bool):
+                raise ConfigError(f"config key '{f.name}': expected {expected.__name__}, found {value!r}")
+            object.__setattr__(self, f.name, value)
+        positive = ("top_k", "num_clients", "clients_per_round", "min_clients", "rounds", "local_steps", "batch_size", "max_length", "eval_every", "eval_examples")
+        for key in positive:
+            if getattr(self, key) < 1:
+                raise ConfigError(f"config key '{key}': expected >= 1, found {getattr(self, key)}")
+        if self.router not in ROUTER_KINDS:
+            raise ConfigError(f"config key 'router': expected one of {ROUTER_KINDS}, found {self.router!r}")
+        if self.composition not in COMPOSITIONS:
+            raise ConfigError(f"config key 'composition': expected one of {tuple(COMPOSITIONS)}, found {self.composition!r}")
+        if self.clients_per_round > self.num_clients:
+            raise ConfigError(f"config key 'clients_per_round': expected <= num_clients={self.num_clients}, found {self.clients_per_round}")
+        if self.min_clients > self.clients_per_round:
+            raise ConfigError(f"config key 'min_clients': expected <= clients_per_round={self.clients_per_round}, found {self.min_clients}")
+        if not 0 < self.lr < 1:
+            raise ConfigError(f"config key 'lr': expected in (0, 1), found {self.lr}")
+        if not 0 < self.data_fraction <= 1:
+            raise ConfigError(f"config key 'data_fraction': expected in (0, 1], found {self.data_fraction}")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir) / self.name
+
+    def to_toml(self) -> str:
+        lines = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                rendered = "[" + ", ".join(_toml_string(v) for v in value) + "]"
+            elif isinstance(value, str):
+                rendered = _toml_string(value)
+            else:
+                rendered = repr(value)
+            lines.append(f"{f.name} = {rendered}")
+        return "\n".join(lines) + "\n"
+
+
+def _toml_string(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _parse_override(item: str) -> tuple[str, object]:
+    if "=" not in item:
+        raise ConfigError(f"--set expected key=value, found {item!r}")
+    key, raw = item.split("=", 1)
+    try:
+        value = tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw  # a bare string: --set router=static
+    return key.strip(), value
+
+
+def load_config(path: str | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+    """Defaults, then the TOML file (or `base`), then `--set` overrides; validated once."""
+    values: dict = dict(base or {})
+    if path:
+        try:
+            values.update(tomllib.loads(Path(path).read_text(encoding="utf-8")))
+        except FileNotFoundError as err:
+            raise ConfigError(f"{path}: config file not found") from err
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: not valid TOML ({err})") from err
+    values.update(_parse_override(item) for item in overrides)
+    known = {f.name for f in fields(RunConfig)}
+    unknown = sorted(values.keys() - known)
+    if unknown:
+        raise ConfigError(f"unknown config key '{unknown[0]}'{f' in {path}' if path else ''}: expected one of {sorted(known)}")
+    return RunConfig(**values)
+
+
+def provenance() -> dict[str, str]:
+    """Package version and git revision of the code that ran."""
+    from smartfed import __version__
+
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        rev = ""
+    return {"smartfed_version": __version__, "git_revision": rev or "unknown"}
+

@@ -1,0 +1,136 @@
+"""The server's loop, one implementation for both engines.
+
+Each round: sample clients, send them the router state and quotas (`exchange`), check every
+returned update, aggregate the accepted ones, evaluate, and write the metrics line and the
+checkpoint. The engines differ only in `exchange`: the simulator calls `client_update` in this
+process (simulation.py), the Flower ServerApp sends Messages to SuperNodes (flower/server_app.py).
+"""
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from smartfed.errors import SmartFedError
+from smartfed.eval.generate import heldout_loss
+from smartfed.experts import get_quotas, load_router_state_dict, router_state_dict
+from smartfed.fed.client import LocalTraining
+from smartfed.fed.config import RunConfig
+from smartfed.fed.run_folder import RunFolder
+from smartfed.fed.server import aggregate, check_update
+from smartfed.fed.wire import decode_state, encode_state
+from smartfed.fed.workspace import Workspace
+
+
+class RunFailed(SmartFedError):
+    """Too few client updates were accepted in a round to go on."""
+
+
+@dataclass
+class ClientReply:
+    """What came back from one client in one round. `upload` is None if the client was dropped."""
+
+    client: int
+    upload: bytes | None
+    num_examples: int = 0
+    metrics: dict = field(default_factory=dict)
+    status: str = "ok"
+
+
+# exchange(round, payload, quotas, clients) -> one ClientReply per client
+Exchange = Callable[[int, bytes, dict[str, int], list[int]], list[ClientReply]]
+
+
+def sample_clients(config: RunConfig, round_: int) -> list[int]:
+    return sorted(random.Random(f"{config.seed}/{round_}").sample(range(config.num_clients), config.clients_per_round))
+
+
+def client_seed(config: RunConfig, round_: int, client: int) -> int:
+    return int.from_bytes(hashlib.sha256(f"{config.seed}/{round_}/{client}".encode()).digest()[:4], "big")
+
+
+def training_of(config: RunConfig) -> LocalTraining:
+    return LocalTraining(config.local_steps, config.batch_size, config.lr, config.max_length)
+
+
+def evaluate(ws: Workspace, state) -> float:
+    load_router_state_dict(ws.model, state)
+    return heldout_loss(ws.model, ws.tokenizer, ws.heldout, max_length=384, desc="held-out loss")
+
+
+def run_federation(config: RunConfig, ws: Workspace, exchange: Exchange, resume: bool = False, log=print) -> dict:
+    """Run (or resume) the rounds of `config`; return the summary written to the run folder."""
+    run = RunFolder(config.run_dir)
+    quotas = get_quotas(ws.model)
+    last = run.last_checkpoint() if resume else None
+    if last is None:
+        if not resume:
+            run.create(config)
+        state, start = router_state_dict(ws.model), 0
+        run.append_metrics({"round": 0, "heldout_loss": evaluate(ws, state), "quotas": quotas, "accepted": 0, "clients": [],
+                            "bytes_up": 0, "bytes_down": 0, "cumulative_bytes_up": 0, "cumulative_bytes_down": 0, "wall_s": 0.0})
+        run.save_checkpoint(0, state, quotas)
+    else:
+        start, state, quotas = last
+    cumulative_up, cumulative_down = (run.metrics()[-1][k] for k in ("cumulative_bytes_up", "cumulative_bytes_down"))
+
+    for round_ in range(start + 1, config.rounds + 1):
+        began = time.time()
+        payload = encode_state(state)
+        bytes_down = len(payload) + len(json.dumps(quotas).encode())
+        accepted, clients = [], []
+        for reply in exchange(round_, payload, quotas, sample_clients(config, round_)):
+            record = {"client": reply.client, "bytes_down": bytes_down, "bytes_up": len(reply.upload or b""), "status": reply.status}
+            clients.append(record)
+            if reply.upload is None:
+                log(f"round {round_}: client {reply.client} {reply.status}")
+                continue
+            try:
+                received = decode_state(reply.upload)
+                check_update(received, state, reply.num_examples)
+            except Exception as err:  # UpdateRejected, or bytes that do not decode
+                record["status"] = f"rejected: {err}"
+                log(f"round {round_}: client {reply.client} update {record['status']}")
+                continue
+            record |= {"num_examples": reply.num_examples, **reply.metrics}
+            accepted.append((received, reply.num_examples, reply.metrics.get("train_loss", float("nan"))))
+        if len(accepted) < config.min_clients:
+            raise RunFailed(f"round {round_}: {len(accepted)} client updates accepted, expected at least min_clients={config.min_clients}")
+        state = aggregate([(s, n) for s, n, _ in accepted])
+        up, down = sum(c["bytes_up"] for c in clients), sum(c["bytes_down"] for c in clients)
+        cumulative_up, cumulative_down = cumulative_up + up, cumulative_down + down
+        line = {
+            "round": round_, "clients": clients, "accepted": len(accepted),
+            "train_loss": sum(l * n for _, n, l in accepted) / sum(n for _, n, _ in accepted), "quotas": quotas,
+            "bytes_up": up, "bytes_down": down, "cumulative_bytes_up": cumulative_up, "cumulative_bytes_down": cumulative_down,
+        }
+        if round_ % config.eval_every == 0 or round_ == config.rounds:
+            line["heldout_loss"] = evaluate(ws, state)
+        line["wall_s"] = round(time.time() - began, 2)
+        run.append_metrics(line)  # before the checkpoint: see run_folder.py
+        run.save_checkpoint(round_, state, quotas)
+        log(format_round(line))
+
+    metrics = run.metrics()
+    summary = {
+        "rounds": config.rounds,
+        "initial_heldout_loss": metrics[0]["heldout_loss"],
+        "final_heldout_loss": next(m["heldout_loss"] for m in reversed(metrics) if "heldout_loss" in m),
+        "cumulative_bytes_up": cumulative_up, "cumulative_bytes_down": cumulative_down,
+        "router_bytes": len(encode_state(state)), "pool_bytes_per_client_once": ws.pool_file.stat().st_size,
+        "wall_s": round(sum(m["wall_s"] for m in metrics), 1),
+        "final_checkpoint": f"checkpoints/round-{config.rounds:04d}.safetensors",
+    }
+    run.write_summary(summary)
+    return summary
+
+
+ROUND_HEADER = "| round | clients ok | train loss | held-out loss | MB up | MB down | wall s |\n|---:|---:|---:|---:|---:|---:|---:|"
+
+
+def format_round(m: dict) -> str:
+    held = f"{m['heldout_loss']:.4f}" if "heldout_loss" in m else "-"
+    return (f"| {m['round']:>3} | {m['accepted']}/{len(m['clients'])} | {m['train_loss']:.4f} | {held} | "
+            f"{m['bytes_up'] / 1e6:.2f} | {m['bytes_down'] / 1e6:.2f} | {m['wall_s']:.1f} |")
