@@ -80,3 +80,12 @@ def test_training_labels_mask_the_prompt(smollm):
     assert tokenizer.decode(answer).startswith(e.target[:20]) and labels[0] == -100
     batch = collate([(ids, labels), (ids[:5], labels[:5])], tokenizer.pad_token_id)
     assert batch["attention_mask"][1].sum() == 5 and (batch["labels"][1, 5:] == -100).all()
+
+
+def test_long_examples_keep_part_of_the_answer(smollm):
+    _, tokenizer = smollm
+    e = Example("t/long", "word " * 400, "the answer " * 100, "zh", "en", "t")
+    ids, labels = encode_for_training(tokenizer, e, 96)
+    assert len(ids) == len(labels) == 96
+    assert sum(t != -100 for t in labels) == 48 and labels[0] == -100
+    assert tokenizer.decode(ids[:48]).rstrip().endswith("assistant")  # the prompt's end survives

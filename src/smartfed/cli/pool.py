@@ -8,13 +8,13 @@ def add_parser(sub) -> None:
     commands = p.add_subparsers(dest="pool_command", required=True)
 
     def training_options(q) -> None:
-        q.add_argument("--model", default="smollm2-135m-instruct")
-        q.add_argument("--steps", type=int, default=150)
-        q.add_argument("--rank", type=int, default=8)
-        q.add_argument("--batch-size", type=int, default=4)
-        q.add_argument("--max-length", type=int, default=256)
-        q.add_argument("--lr", type=float, default=3e-4)
-        q.add_argument("--seed", type=int, default=0)
+        q.add_argument("--model")
+        q.add_argument("--steps", type=int, help="default: as in BuildConfig")
+        q.add_argument("--rank", type=int, help="default: as in BuildConfig")
+        q.add_argument("--batch-size", type=int, help="default: as in BuildConfig")
+        q.add_argument("--max-length", type=int, help="default: as in BuildConfig")
+        q.add_argument("--lr", type=float, help="default: as in BuildConfig")
+        q.add_argument("--seed", type=int, help="default: as in BuildConfig")
         q.add_argument("--data-dir", default=None, help="data folder (default: $SMARTFED_DATA or ../shared/data)")
 
     build = commands.add_parser("build", help="train one PEFT LoRA module on a skill's public data")
@@ -35,8 +35,12 @@ def add_parser(sub) -> None:
 
 
 def _overrides(args) -> dict:
-    return dict(model=args.model, steps=args.steps, rank=args.rank, alpha=2.0 * args.rank, batch_size=args.batch_size,
-                max_length=args.max_length, lr=args.lr, seed=args.seed, data_dir=args.data_dir)
+    """The options given on the command line; BuildConfig's defaults fill the rest."""
+    given = dict(model=args.model, steps=args.steps, rank=args.rank, batch_size=args.batch_size,
+                 max_length=args.max_length, lr=args.lr, seed=args.seed, data_dir=args.data_dir)
+    if args.rank is not None:
+        given["alpha"] = 2.0 * args.rank
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def _run_build(args) -> None:

@@ -24,12 +24,18 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, ba
 
 
 def encode_for_training(tokenizer, example: Example, max_length: int) -> tuple[list[int], list[int]]:
-    """(input ids, labels) for prompt + target; prompt tokens are labelled -100 so only the answer counts."""
+    """(input ids, labels) for prompt + target; prompt tokens are labelled -100 so only the answer counts.
+
+    Too long for `max_length`: the answer keeps up to half the budget and the prompt loses its start
+    (its end carries the chat template's assistant marker), so every example trains on some answer.
+    """
     prompt_ids = tokenizer(chat_prompt(tokenizer, task_prompt(example)), add_special_tokens=False)["input_ids"]
     target_ids = tokenizer(example.target + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
-    ids = (prompt_ids + target_ids)[:max_length]
-    labels = ([-100] * len(prompt_ids) + target_ids)[:max_length]
-    return ids, labels
+    if len(prompt_ids) + len(target_ids) > max_length:
+        keep_prompt = max(max_length - len(target_ids), max_length // 2)
+        prompt_ids = prompt_ids[-keep_prompt:]
+        target_ids = target_ids[: max_length - len(prompt_ids)]
+    return prompt_ids + target_ids, [-100] * len(prompt_ids) + target_ids
 
 
 def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:

@@ -28,7 +28,7 @@ class RunConfig:
     router: str = field(default="linear", metadata={"help": f"one of {ROUTER_KINDS}"})
     top_k: int = field(default=2, metadata={"help": "experts per token per matrix"})
     composition: str = field(default="zh+math", metadata={"help": f"one of {tuple(COMPOSITIONS)}"})
-    partition: str = field(default="dirichlet:source:0.5", metadata={"help": "iid | dirichlet:<by>:<alpha> | pathological:<by>:<k> | natural:<by>"})
+    partition: str = field(default="iid", metadata={"help": "iid | dirichlet:<by>:<alpha> | pathological:<by>:<k> | natural:<by>"})
     num_clients: int = field(default=10, metadata={"help": "clients in the federation"})
     clients_per_round: int = field(default=5, metadata={"help": "clients sampled each round"})
     min_clients: int = field(default=2, metadata={"help": "a round fails if fewer updates than this are accepted"})

@@ -37,10 +37,10 @@ class BuildConfig:
     rank: int = 8
     alpha: float = 16.0
     targets: tuple[str, ...] = LLAMA_LINEAR_TYPES
-    steps: int = 150
+    steps: int = 60
     batch_size: int = 4
     max_length: int = 256
-    lr: float = 3e-4
+    lr: float = 1e-3
     warmup: int = 10
     seed: int = 0
     checkpoint_every: int = 25

@@ -1,0 +1,55 @@
+"""The Flower ClientApp: a SuperNode's device. It trains routers with the same `client_update` as the
+simulator, on the partition its SuperNode was given (`--node-config "partition-id=P num-partitions=N"`).
+
+`--node-config "... fault=nan|crash|missing-key"` makes the node misbehave on purpose, to test the
+server's fault handling across real processes."""
+
+import json
+
+from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from smartfed.fed.client import client_update
+from smartfed.fed.federation import client_seed, training_of
+from smartfed.fed.wire import decode_state, encode_state
+from smartfed.flower.task import config_from, workspace
+
+app = ClientApp()
+
+
+def _partition(context: Context, num_clients: int) -> int:
+    partition, declared = int(context.node_config["partition-id"]), int(context.node_config["num-partitions"])
+    if declared != num_clients or not 0 <= partition < num_clients:
+        raise ValueError(f"node config: expected partition-id in [0, {num_clients}) and num-partitions={num_clients} "
+                         f"(the run's num_clients), found partition-id={partition}, num-partitions={declared}")
+    return partition
+
+
+@app.query()
+def query(msg: Message, context: Context) -> Message:
+    config = config_from(context.run_config)
+    return Message(RecordDict({"node": ConfigRecord({"partition-id": _partition(context, config.num_clients)})}), reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    config = config_from(context.run_config)
+    partition = _partition(context, config.num_clients)
+    ws = workspace(config)
+    request = msg.content["round"]
+    round_ = int(request["round"])
+    result = client_update(ws.model, ws.tokenizer, decode_state(request["payload"]), json.loads(request["quotas"]),
+                           ws.client_data[partition], training_of(config), client_seed(config, round_, partition))
+    state = result.state
+    fault = context.node_config.get("fault", "")
+    if fault == "crash":
+        raise RuntimeError("injected fault: crash")
+    if fault == "nan":
+        next(iter(state.values()))[0] = float("nan")
+    if fault == "missing-key":
+        state.pop(next(iter(state)))
+    content = RecordDict({
+        "update": ConfigRecord({"payload": encode_state(state), "partition-id": partition}),
+        "metrics": MetricRecord({"num-examples": result.num_examples, "train-loss": result.metrics["train_loss"]}),
+    })
+    return Message(content, reply_to=msg)
