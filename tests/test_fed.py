@@ -87,14 +87,36 @@ def test_simulation_writes_a_complete_run_folder(fed_config):
     metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     assert [m["round"] for m in metrics] == [0, 1, 2, 3]
     router_bytes = len(encode_state(load_file(folder / "checkpoints" / "round-0003.safetensors")))
+    importance_bytes = lambda c: len(json.dumps(c["importance"]).encode())  # noqa: E731  EEQA scores ride along
     for m in metrics[1:]:
-        assert m["accepted"] == 3 and all(c["status"] == "ok" and c["bytes_up"] == router_bytes for c in m["clients"])
-        assert m["bytes_up"] == 3 * router_bytes and np.isfinite(m["heldout_loss"])
-    assert metrics[-1]["cumulative_bytes_up"] == 9 * router_bytes == summary["cumulative_bytes_up"]
+        assert m["accepted"] == 3 and all(c["status"] == "ok" and c["bytes_up"] == router_bytes + importance_bytes(c) for c in m["clients"])
+        assert m["bytes_up"] == sum(router_bytes + importance_bytes(c) for c in m["clients"]) and np.isfinite(m["heldout_loss"])
+        assert sum(m["next_quotas"].values()) == 2 * len(m["next_quotas"])  # EEQA keeps the budget K = top_k * J
+    assert metrics[-1]["cumulative_bytes_up"] == sum(m["bytes_up"] for m in metrics) == summary["cumulative_bytes_up"]
     assert "git_revision" in (folder / "config.toml").read_text() and load_config(str(folder / "config.toml")) == config
     assert summary["final_heldout_loss"] != summary["initial_heldout_loss"]
     with pytest.raises(FileExistsError, match="already holds a run"):
         run_simulation(config)
+
+
+def test_without_eeqa_every_matrix_keeps_top_k_and_uploads_only_routers(fed_config):
+    config = RunConfig(name="static-k", eeqa=False, rounds=1, **{k: v for k, v in fed_config.items() if k != "rounds"})
+    run_simulation(config, log=lambda *_: None)
+    m = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()][1]
+    router_bytes = len(encode_state(load_file(config.run_dir / "checkpoints" / "round-0001.safetensors")))
+    assert set(m["next_quotas"].values()) == {2} and all(c["bytes_up"] == router_bytes for c in m["clients"])
+
+
+def test_weak_devices_get_scaled_quotas(fed_config):
+    config = RunConfig(name="weak", weak_clients="0:1,2:1,4:1", rounds=2, **{k: v for k, v in fed_config.items() if k != "rounds"})
+    run_simulation(config, log=lambda *_: None)
+    metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    num_matrices = len(metrics[0]["quotas"])
+    for m in metrics[1:]:
+        for c in m["clients"]:
+            weak = c["client"] in (0, 2, 4)
+            assert c["quota_total"] == (1 if weak else 2) * num_matrices and c["status"] == "ok"
+            assert ("budget_k_avg" in c) == weak
 
 
 def test_killed_run_resumes_bit_identical(fed_config):
@@ -145,3 +167,17 @@ def test_faulty_clients_are_dropped_and_the_round_goes_on(fed_config):
     faulty.seen = []
     with pytest.raises(RunFailed, match="round 1: 1 client updates accepted, expected at least min_clients=2"):
         run_simulation(strict, client_fn=faulty, log=lambda *_: None)
+
+
+def test_report_table_and_plots(fed_config, tmp_path):
+    from smartfed.report.runs import write_report
+
+    configs = [RunConfig(name=f"report-{n}", eeqa=n == "eeqa", rounds=2, **{k: v for k, v in fed_config.items() if k != "rounds"})
+               for n in ("eeqa", "topk")]
+    for config in configs:
+        run_simulation(config, log=lambda *_: None)
+    text = write_report([c.run_dir for c in configs], tmp_path / "report")
+    assert "| report-eeqa | linear | on | 2 |" in text and "| report-topk | linear | off | 2 |" in text
+    assert not (tmp_path / "report" / "quotas-report-topk.png").exists()
+    for png in ("heldout_loss.png", "quotas-report-eeqa.png"):
+        assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -28,12 +28,22 @@ class RoutedLinear(nn.Module):
         self.router = router
         self.num_experts = experts.num_experts
         self.top_k = top_k
+        # EEQA importance (smartfed.quota.importance): a running sum, read once per local training.
+        self.track_importance = False
+        self.register_buffer("importance_sum", torch.zeros((), dtype=torch.float32), persistent=False)
+        self.importance_count = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)  # (..., d_out)
         z = F.linear(x, self.A)  # (..., M)   every expert's A[i] @ x in one matmul
         gate = self.router(x, z, self.top_k)  # (..., M) or (M,), zero outside the top-k
-        return y + F.linear(z * (gate * self.scale), self.B)  # (..., M) -> (..., d_out)
+        delta = F.linear(z * (gate * self.scale), self.B)  # (..., M) -> (..., d_out)
+        if self.track_importance:  # ||routed update|| / ||W0 x|| per token, summed; no host sync
+            with torch.no_grad():
+                ratio = delta.norm(dim=-1) / y.norm(dim=-1).clamp_min(1e-6)  # (...,)
+                self.importance_sum += ratio.sum()
+                self.importance_count += ratio.numel()
+        return y + delta
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, top_k={self.top_k}"

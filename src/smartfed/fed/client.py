@@ -12,6 +12,7 @@ import torch
 from smartfed.data import Example
 from smartfed.eval.generate import collate, encode_for_training
 from smartfed.experts import load_router_state_dict, router_parameters, router_state_dict, set_quotas
+from smartfed.quota.importance import read_importance, record_gradients, start_importance
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class LocalTraining:
     batch_size: int
     lr: float
     max_length: int
+    importance: str | None = None  # EEQA: measure matrix importance ("relative_norm" | "grad_norm")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class ClientResult:
     state: dict[str, torch.Tensor]
     num_examples: int
     metrics: dict[str, float]
+    importance: dict[str, float] | None = None  # matrix -> score, uploaded with the router
 
 
 def client_update(
@@ -43,6 +46,8 @@ def client_update(
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model.train()
+    if training.importance:
+        start_importance(model, training.importance)
     losses = []
     order = torch.randperm(len(examples), generator=generator).tolist()
     for step in range(training.steps):
@@ -50,9 +55,12 @@ def client_update(
         batch = collate([encode_for_training(tokenizer, examples[i], training.max_length) for i in idx], tokenizer.pad_token_id)
         loss = model(**batch).loss
         loss.backward()
+        if training.importance == "grad_norm":
+            record_gradients(model)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.detach())
     model.eval()
+    importance = read_importance(model) if training.importance else None
     train_loss = torch.stack(losses).mean().item()  # one sync, at the end
-    return ClientResult(router_state_dict(model), len(examples), {"train_loss": train_loss})
+    return ClientResult(router_state_dict(model), len(examples), {"train_loss": train_loss}, importance)

@@ -27,6 +27,12 @@ class RunConfig:
     pool: tuple[str, ...] = field(default=(), metadata={"help": "adapter folders or one pool .safetensors; empty: the default pool"})
     router: str = field(default="linear", metadata={"help": f"one of {ROUTER_KINDS}"})
     top_k: int = field(default=2, metadata={"help": "experts per token per matrix"})
+    eeqa: bool = field(default=True, metadata={"help": "elastic quotas (EEQA); false: every matrix uses top_k"})
+    importance: str = field(default="relative_norm", metadata={"help": "EEQA importance: relative_norm | grad_norm"})
+    k_min: int = field(default=1, metadata={"help": "EEQA: fewest experts a matrix may get"})
+    realloc_every: int = field(default=1, metadata={"help": "EEQA: re-allocate quotas every R rounds"})
+    smoothing: float = field(default=0.5, metadata={"help": "EEQA: weight of the previous scores in the moving average"})
+    weak_clients: str = field(default="", metadata={"help": "device budgets: 'client:k_avg,...' for clients with a smaller budget than top_k"})
     composition: str = field(default="zh+math", metadata={"help": f"one of {tuple(COMPOSITIONS)}"})
     partition: str = field(default="iid", metadata={"help": "iid | dirichlet:<by>:<alpha> | pathological:<by>:<k> | natural:<by>"})
     num_clients: int = field(default=10, metadata={"help": "clients in the federation"})
@@ -51,10 +57,10 @@ class RunConfig:
                 value = float(value)
             if expected is tuple and isinstance(value, list) and all(isinstance(v, str) for v in value):
                 value = tuple(value)
-            if not isinstance(value, expected) or isinstance(value, bool):
+            if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
                 raise ConfigError(f"config key '{f.name}': expected {expected.__name__}, found {value!r}")
             object.__setattr__(self, f.name, value)
-        positive = ("top_k", "num_clients", "clients_per_round", "min_clients", "rounds", "local_steps", "batch_size", "max_length", "eval_every", "eval_examples")
+        positive = ("k_min", "realloc_every", "top_k", "num_clients", "clients_per_round", "min_clients", "rounds", "local_steps", "batch_size", "max_length", "eval_every", "eval_examples")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}': expected >= 1, found {getattr(self, key)}")
@@ -66,10 +72,31 @@ class RunConfig:
             raise ConfigError(f"config key 'clients_per_round': expected <= num_clients={self.num_clients}, found {self.clients_per_round}")
         if self.min_clients > self.clients_per_round:
             raise ConfigError(f"config key 'min_clients': expected <= clients_per_round={self.clients_per_round}, found {self.min_clients}")
+        if self.importance not in ("relative_norm", "grad_norm"):
+            raise ConfigError(f"config key 'importance': expected relative_norm or grad_norm, found {self.importance!r}")
+        if not 0 <= self.smoothing < 1:
+            raise ConfigError(f"config key 'smoothing': expected in [0, 1), found {self.smoothing}")
+        if self.k_min > self.top_k:
+            raise ConfigError(f"config key 'k_min': expected <= top_k={self.top_k}, found {self.k_min}")
+        self.device_budgets  # parses weak_clients, raising ConfigError if malformed
         if not 0 < self.lr < 1:
             raise ConfigError(f"config key 'lr': expected in (0, 1), found {self.lr}")
         if not 0 < self.data_fraction <= 1:
             raise ConfigError(f"config key 'data_fraction': expected in (0, 1], found {self.data_fraction}")
+
+    @property
+    def device_budgets(self) -> dict[int, float]:
+        """client -> k_avg for the clients that announce a smaller budget (weak devices)."""
+        budgets = {}
+        for item in filter(None, self.weak_clients.replace(" ", "").split(",")):
+            try:
+                client, k_avg = item.split(":")
+                budgets[int(client)] = float(k_avg)
+            except ValueError as err:
+                raise ConfigError(f"config key 'weak_clients': expected 'client:k_avg,...', found {self.weak_clients!r}") from err
+            if not 0 <= int(client) < self.num_clients or not 0 < float(k_avg) <= self.top_k:
+                raise ConfigError(f"config key 'weak_clients': expected clients in [0, {self.num_clients}) with 0 < k_avg <= top_k, found {item!r}")
+        return budgets
 
     @property
     def run_dir(self) -> Path:
@@ -83,6 +110,8 @@ class RunConfig:
                 rendered = "[" + ", ".join(_toml_string(v) for v in value) + "]"
             elif isinstance(value, str):
                 rendered = _toml_string(value)
+            elif isinstance(value, bool):
+                rendered = str(value).lower()
             else:
                 rendered = repr(value)
             lines.append(f"{f.name} = {rendered}")

@@ -8,6 +8,7 @@ process (simulation.py), the Flower ServerApp sends Messages to SuperNodes (flow
 
 import hashlib
 import json
+import math
 import random
 import time
 from collections.abc import Callable
@@ -15,13 +16,14 @@ from dataclasses import dataclass, field
 
 from smartfed.errors import SmartFedError
 from smartfed.eval.generate import heldout_loss
-from smartfed.experts import get_quotas, load_router_state_dict, router_state_dict
+from smartfed.experts import get_quotas, load_router_state_dict, router_state_dict, set_quotas
 from smartfed.fed.client import LocalTraining
 from smartfed.fed.config import RunConfig
 from smartfed.fed.run_folder import RunFolder
 from smartfed.fed.server import aggregate, check_update
 from smartfed.fed.wire import decode_state, encode_state
 from smartfed.fed.workspace import Workspace
+from smartfed.quota import allocate_quotas, device_quotas, smooth_scores
 
 
 class RunFailed(SmartFedError):
@@ -37,10 +39,11 @@ class ClientReply:
     num_examples: int = 0
     metrics: dict = field(default_factory=dict)
     status: str = "ok"
+    importance: dict[str, float] | None = None  # EEQA scores, uploaded with the router
 
 
-# exchange(round, payload, quotas, clients) -> one ClientReply per client
-Exchange = Callable[[int, bytes, dict[str, int], list[int]], list[ClientReply]]
+# exchange(round, payload, {client: quotas}, clients) -> one ClientReply per client
+Exchange = Callable[[int, bytes, dict[int, dict[str, int]], list[int]], list[ClientReply]]
 
 
 def sample_clients(config: RunConfig, round_: int) -> list[int]:
@@ -52,11 +55,42 @@ def client_seed(config: RunConfig, round_: int, client: int) -> int:
 
 
 def training_of(config: RunConfig) -> LocalTraining:
-    return LocalTraining(config.local_steps, config.batch_size, config.lr, config.max_length)
+    return LocalTraining(config.local_steps, config.batch_size, config.lr, config.max_length, config.importance if config.eeqa else None)
 
 
-def evaluate(ws: Workspace, state) -> float:
+def importance_bytes(importance: dict[str, float] | None) -> int:
+    return len(json.dumps(importance).encode()) if importance else 0
+
+
+class QuotaPlanner:
+    """EEQA on the server: example-weighted mean of client scores, smoothed across rounds, turned into
+    quotas for the full budget K = top_k * J, and scaled down for devices that announce a smaller budget."""
+
+    def __init__(self, config: RunConfig, sizes: dict[str, int], scores: dict[str, float] | None = None):
+        self.config, self.sizes, self.scores = config, sizes, scores
+
+    def update(self, round_: int, replies: list[tuple[dict[str, float], int]], quotas: dict[str, int]) -> dict[str, int]:
+        if not self.config.eeqa or not replies:
+            return quotas
+        total = sum(n for _, n in replies)
+        mean = {m: sum(s[m] * n for s, n in replies) / total for m in self.sizes}
+        self.scores = smooth_scores(self.scores, mean, self.config.smoothing)
+        if round_ % self.config.realloc_every:
+            return quotas
+        return allocate_quotas(self.scores, self.sizes, self.config.top_k * len(self.sizes), self.config.k_min)
+
+    def for_client(self, client: int, quotas: dict[str, int]) -> dict[str, int]:
+        k_avg = self.config.device_budgets.get(client)
+        if k_avg is None:
+            return quotas
+        scores = self.scores or {m: 1.0 for m in self.sizes}
+        return device_quotas(scores, self.sizes, k_avg, min(self.config.k_min, math.floor(k_avg)) or 1)
+
+
+def evaluate(ws: Workspace, state, quotas: dict[str, int] | None = None) -> float:
     load_router_state_dict(ws.model, state)
+    if quotas:
+        set_quotas(ws.model, quotas)
     return heldout_loss(ws.model, ws.tokenizer, ws.heldout, max_length=384, desc="held-out loss")
 
 
@@ -64,25 +98,30 @@ def run_federation(config: RunConfig, ws: Workspace, exchange: Exchange, resume:
     """Run (or resume) the rounds of `config`; return the summary written to the run folder."""
     run = RunFolder(config.run_dir)
     quotas = get_quotas(ws.model)
+    sizes = {name: experts.num_experts for name, experts in ws.pool.matrices.items()}
     last = run.last_checkpoint() if resume else None
     if last is None:
         if not resume:
             run.create(config)
-        state, start = router_state_dict(ws.model), 0
-        run.append_metrics({"round": 0, "heldout_loss": evaluate(ws, state), "quotas": quotas, "accepted": 0, "clients": [],
+        state, start, scores = router_state_dict(ws.model), 0, None
+        run.append_metrics({"round": 0, "heldout_loss": evaluate(ws, state, quotas), "quotas": quotas, "accepted": 0, "clients": [],
                             "bytes_up": 0, "bytes_down": 0, "cumulative_bytes_up": 0, "cumulative_bytes_down": 0, "wall_s": 0.0})
-        run.save_checkpoint(0, state, quotas)
+        run.save_checkpoint(0, state, quotas, scores)
     else:
-        start, state, quotas = last
+        start, state, quotas, scores = last
+    planner = QuotaPlanner(config, sizes, scores)
     cumulative_up, cumulative_down = (run.metrics()[-1][k] for k in ("cumulative_bytes_up", "cumulative_bytes_down"))
 
     for round_ in range(start + 1, config.rounds + 1):
         began = time.time()
         payload = encode_state(state)
-        bytes_down = len(payload) + len(json.dumps(quotas).encode())
+        sampled = sample_clients(config, round_)
+        client_quotas = {c: planner.for_client(c, quotas) for c in sampled}
         accepted, clients = [], []
-        for reply in exchange(round_, payload, quotas, sample_clients(config, round_)):
-            record = {"client": reply.client, "bytes_down": bytes_down, "bytes_up": len(reply.upload or b""), "status": reply.status}
+        for reply in exchange(round_, payload, client_quotas, sampled):
+            record = {"client": reply.client, "quota_total": sum(client_quotas[reply.client].values()),
+                      "bytes_down": len(payload) + len(json.dumps(client_quotas[reply.client]).encode()),
+                      "bytes_up": len(reply.upload or b"") + importance_bytes(reply.importance), "status": reply.status}
             clients.append(record)
             if reply.upload is None:
                 log(f"round {round_}: client {reply.client} {reply.status}")
@@ -94,23 +133,33 @@ def run_federation(config: RunConfig, ws: Workspace, exchange: Exchange, resume:
                 record["status"] = f"rejected: {err}"
                 log(f"round {round_}: client {reply.client} update {record['status']}")
                 continue
-            record |= {"num_examples": reply.num_examples, **reply.metrics}
-            accepted.append((received, reply.num_examples, reply.metrics.get("train_loss", float("nan"))))
+            if config.eeqa and (reply.importance is None or reply.importance.keys() != sizes.keys()
+                                or not all(math.isfinite(v) and v >= 0 for v in reply.importance.values())):
+                record["status"] = "rejected: importance scores missing, for other matrices, or not finite and >= 0"
+                log(f"round {round_}: client {reply.client} update {record['status']}")
+                continue
+            record |= {"num_examples": reply.num_examples, **reply.metrics, "importance": reply.importance}
+            if client_quotas[reply.client] is not quotas:
+                record["budget_k_avg"] = config.device_budgets[reply.client]
+            accepted.append((received, reply.num_examples, reply.metrics.get("train_loss", float("nan")), reply.importance))
         if len(accepted) < config.min_clients:
             raise RunFailed(f"round {round_}: {len(accepted)} client updates accepted, expected at least min_clients={config.min_clients}")
-        state = aggregate([(s, n) for s, n, _ in accepted])
+        state = aggregate([(s, n) for s, n, _, _ in accepted])
+        round_quotas = quotas
+        quotas = planner.update(round_, [(imp, n) for _, n, _, imp in accepted], quotas)
         up, down = sum(c["bytes_up"] for c in clients), sum(c["bytes_down"] for c in clients)
         cumulative_up, cumulative_down = cumulative_up + up, cumulative_down + down
         line = {
             "round": round_, "clients": clients, "accepted": len(accepted),
-            "train_loss": sum(l * n for _, n, l in accepted) / sum(n for _, n, _ in accepted), "quotas": quotas,
+            "train_loss": sum(l * n for _, n, l, _ in accepted) / sum(n for _, n, _, _ in accepted),
+            "quotas": round_quotas, "next_quotas": quotas, "importance": planner.scores,
             "bytes_up": up, "bytes_down": down, "cumulative_bytes_up": cumulative_up, "cumulative_bytes_down": cumulative_down,
         }
         if round_ % config.eval_every == 0 or round_ == config.rounds:
-            line["heldout_loss"] = evaluate(ws, state)
+            line["heldout_loss"] = evaluate(ws, state, round_quotas)  # the quotas the routers were trained with
         line["wall_s"] = round(time.time() - began, 2)
         run.append_metrics(line)  # before the checkpoint: see run_folder.py
-        run.save_checkpoint(round_, state, quotas)
+        run.save_checkpoint(round_, state, quotas, planner.scores)
         log(format_round(line))
 
     metrics = run.metrics()

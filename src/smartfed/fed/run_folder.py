@@ -41,14 +41,16 @@ class RunFolder:
         text = (self.path / METRICS).read_text() + json.dumps(line) + "\n"
         atomic_write_text(self.path / METRICS, text)
 
-    def save_checkpoint(self, round_: int, state: dict[str, torch.Tensor], quotas: dict[str, int]) -> None:
+    def save_checkpoint(self, round_: int, state: dict[str, torch.Tensor], quotas: dict[str, int], scores: dict[str, float] | None) -> None:
+        """Router state plus what the next round needs: its quotas and the smoothed EEQA scores."""
         folder = self.path / CHECKPOINTS
         folder.mkdir(exist_ok=True)
+        metadata = {"round": str(round_), "quotas": json.dumps(quotas), "scores": json.dumps(scores)}
         with atomic_path(folder / f"round-{round_:04d}.safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata={"round": str(round_), "quotas": json.dumps(quotas)})
+            save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata)
 
-    def last_checkpoint(self) -> tuple[int, dict[str, torch.Tensor], dict[str, int]] | None:
-        """(round, router state, quotas) of the newest checkpoint; drops metrics lines after it."""
+    def last_checkpoint(self) -> tuple[int, dict[str, torch.Tensor], dict[str, int], dict[str, float] | None] | None:
+        """(round, router state, quotas, scores) of the newest checkpoint; drops metrics lines after it."""
         files = sorted((self.path / CHECKPOINTS).glob("round-*.safetensors"))
         if not files:
             return None
@@ -58,7 +60,7 @@ class RunFolder:
         round_ = int(meta["round"])
         kept = [m for m in self.metrics() if m["round"] <= round_]
         atomic_write_text(self.path / METRICS, "".join(json.dumps(m) + "\n" for m in kept))
-        return round_, state, json.loads(meta["quotas"])
+        return round_, state, json.loads(meta["quotas"]), json.loads(meta["scores"])
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.path / SUMMARY, json.dumps(summary, indent=1))

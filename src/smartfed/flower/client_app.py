@@ -48,8 +48,11 @@ def train(msg: Message, context: Context) -> Message:
         next(iter(state.values()))[0] = float("nan")
     if fault == "missing-key":
         state.pop(next(iter(state)))
+    update = ConfigRecord({"payload": encode_state(state), "partition-id": partition})
+    if result.importance is not None:
+        update["importance"] = json.dumps(result.importance)
     content = RecordDict({
-        "update": ConfigRecord({"payload": encode_state(state), "partition-id": partition}),
+        "update": update,
         "metrics": MetricRecord({"num-examples": result.num_examples, "train-loss": result.metrics["train_loss"]}),
     })
     return Message(content, reply_to=msg)

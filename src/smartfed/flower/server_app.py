@@ -39,9 +39,12 @@ def main(grid: Grid, context: Context) -> None:
     ws = workspace(config)
     node_of = discover_partitions(grid, config.num_clients)
 
-    def exchange(round_: int, payload: bytes, quotas: dict[str, int], clients: list[int]) -> list[ClientReply]:
-        request = ConfigRecord({"round": round_, "payload": payload, "quotas": json.dumps(quotas)})
-        messages = [Message(RecordDict({"round": request}), dst_node_id=node_of[c], message_type=MessageType.TRAIN) for c in clients]
+    def exchange(round_: int, payload: bytes, quotas: dict[int, dict[str, int]], clients: list[int]) -> list[ClientReply]:
+        messages = [
+            Message(RecordDict({"round": ConfigRecord({"round": round_, "payload": payload, "quotas": json.dumps(quotas[c])})}),
+                    dst_node_id=node_of[c], message_type=MessageType.TRAIN)
+            for c in clients
+        ]
         replies = {r.metadata.src_node_id: r for r in grid.send_and_receive(messages, timeout=config.client_timeout_s or None)}
         out = []
         for client in clients:
@@ -51,9 +54,10 @@ def main(grid: Grid, context: Context) -> None:
             elif reply.has_error():
                 out.append(ClientReply(client, None, status=f"dropped: {reply.error.reason}"))
             else:
-                metrics = reply.content["metrics"]
-                out.append(ClientReply(client, reply.content["update"]["payload"], int(metrics["num-examples"]),
-                                       {"train_loss": float(metrics["train-loss"])}))
+                metrics, update = reply.content["metrics"], reply.content["update"]
+                importance = json.loads(update["importance"]) if "importance" in update else None
+                out.append(ClientReply(client, update["payload"], int(metrics["num-examples"]),
+                                       {"train_loss": float(metrics["train-loss"])}, importance=importance))
         return out
 
     run_federation(config, ws, exchange)
