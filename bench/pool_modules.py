@@ -1,7 +1,7 @@
 """What each default-pool module brings: the base model, then each module alone (its own PEFT LoRA),
 on a sample of every suite and on the held-out loss of each skill. Prints a markdown table.
 
-    python bench/pool_modules.py --limit 16     # ~25 min on 2 CPU cores
+    python bench/pool_modules.py --limit 8     # ~20 min on 2 CPU cores
 """
 
 import argparse
@@ -23,28 +23,23 @@ LOSSES = ("zh+math", "math", "code", "zh")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--limit", type=int, default=16, help="items per suite (the first N of each file)")
-    parser.add_argument("--loss-examples", type=int, default=64)
+    parser.add_argument("--limit", type=int, default=8, help="items per suite (the first N of each file)")
+    parser.add_argument("--loss-examples", type=int, default=32)
     args = parser.parse_args()
 
     folders = build_all(str(default_pool_dir(DEFAULT_MODEL)))
     base, tokenizer = load_base_model()
     heldout = {c: composition_splits(c)[1][: args.loss_examples] for c in LOSSES}
-    rows = []
+    print(f"SmolLM2-135M-Instruct, greedy, first {args.limit} items per suite; held-out loss on {args.loss_examples} items per composition\n")
+    print("| model | " + " | ".join(f"{s} (%)" for s in SUITES) + " | " + " | ".join(f"loss {c}" for c in LOSSES) + " | seconds |")
+    print("|---|" + "---:|" * (len(SUITES) + len(LOSSES) + 1), flush=True)
     for name, folder in [("base model", None), *zip(SKILLS, folders)]:
         began = time.time()
         model = PeftModel.from_pretrained(copy.deepcopy(base), folder).eval() if folder else base
         scores = {s: run_suite(model, tokenizer, s, args.limit).score for s in SUITES}
         losses = {c: heldout_loss(model, tokenizer, heldout[c]) for c in LOSSES}
-        rows.append((name, scores, losses, time.time() - began))
-        print(f"done {name} in {time.time() - began:.0f} s", flush=True)
-
-    print(f"\nSmolLM2-135M-Instruct, greedy, first {args.limit} items per suite; held-out loss on {args.loss_examples} items per composition\n")
-    print("| model | " + " | ".join(f"{s} (%)" for s in SUITES) + " | " + " | ".join(f"loss {c}" for c in LOSSES) + " |")
-    print("|---|" + "---:|" * (len(SUITES) + len(LOSSES)))
-    for name, scores, losses, _ in rows:
         print(f"| {name} | " + " | ".join(f"{100 * scores[s]:.1f}" for s in SUITES) + " | "
-              + " | ".join(f"{losses[c]:.3f}" for c in LOSSES) + " |")
+              + " | ".join(f"{losses[c]:.3f}" for c in LOSSES) + f" | {time.time() - began:.0f} |", flush=True)
 
 
 if __name__ == "__main__":
