@@ -41,12 +41,26 @@ def deployment_env(tmp_path_factory, cache):
     return root, env
 
 
+def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    """Until the SuperLink accepts connections (start-up takes seconds, longer on a busy machine)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"flower-superlink exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"flower-superlink not listening on {port} after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
 def start_federation(root: Path, env: dict, node_configs: list[str]) -> tuple[list[subprocess.Popen], str]:
     """A SuperLink and one SuperNode per node config; returns (processes, SuperLink connection name)."""
     port = free_port()
+    log = root / f"superlink-{port}.log"
     procs = [subprocess.Popen([BIN / "flower-superlink", "--insecure", "--port", str(port), "--database", str(root / f"state-{port}.db")],
-                              env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(root / f"superlink-{port}.log", "w"))]
-    time.sleep(3)
+                              env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(log, "w"))]
+    wait_for_port(port, procs[0], log)
     for n, node_config in enumerate(node_configs):
         procs.append(subprocess.Popen(
             [BIN / "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{port}", "--port", str(free_port()), "--node-config", node_config],
