@@ -116,19 +116,27 @@ def router_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     }
 
 
+def state_mismatch(state: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor]) -> str | None:
+    """Why `state` does not have exactly the keys, shapes and dtypes of `reference`; None if it does."""
+    missing, unexpected = sorted(reference.keys() - state.keys()), sorted(state.keys() - reference.keys())
+    if missing or unexpected:
+        return f"missing keys {missing[:5]}, unexpected keys {unexpected[:5]}"
+    for key, ref in reference.items():
+        value = state[key]
+        if not isinstance(value, torch.Tensor) or value.shape != ref.shape or value.dtype != ref.dtype:
+            found = (tuple(value.shape), value.dtype) if isinstance(value, torch.Tensor) else type(value).__name__
+            return f"key '{key}': expected {(tuple(ref.shape), ref.dtype)}, found {found}"
+    return None
+
+
 def load_router_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) -> None:
     """Copy router weights in; any missing or unexpected key, or a wrong shape or dtype, is an error."""
     params = {
         f"{name}.{key}": p for name, layer in routed_layers(model).items() for key, p in layer.router.named_parameters()
     }
-    missing, unexpected = sorted(params.keys() - state.keys()), sorted(state.keys() - params.keys())
-    if missing or unexpected:
-        raise RouterStateError(f"router state: missing keys {missing[:5]}, unexpected keys {unexpected[:5]}")
-    for key, p in params.items():
-        value = state[key]
-        if not isinstance(value, torch.Tensor) or value.shape != p.shape or value.dtype != p.dtype:
-            found = (tuple(value.shape), value.dtype) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise RouterStateError(f"router state key '{key}': expected {(tuple(p.shape), p.dtype)}, found {found}")
+    why = state_mismatch(state, params)
+    if why:
+        raise RouterStateError(f"router state: {why}")
     with torch.no_grad():
         for key, p in params.items():
             p.copy_(state[key])

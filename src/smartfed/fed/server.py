@@ -4,6 +4,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from smartfed.experts.attach import state_mismatch
+
 
 class UpdateRejected(Exception):
     """A client update that must not be aggregated; the message says why."""
@@ -11,14 +13,10 @@ class UpdateRejected(Exception):
 
 def check_update(state: Mapping[str, torch.Tensor], reference: Mapping[str, torch.Tensor], num_examples: int) -> None:
     """Raise UpdateRejected unless `state` has exactly the reference keys, shapes and dtypes, all finite."""
-    missing, extra = sorted(reference.keys() - state.keys()), sorted(state.keys() - reference.keys())
-    if missing or extra:
-        raise UpdateRejected(f"missing keys {missing[:3]}, unexpected keys {extra[:3]}")
-    for key, ref in reference.items():
-        value = state[key]
-        if not isinstance(value, torch.Tensor) or value.shape != ref.shape or value.dtype != ref.dtype:
-            found = (tuple(value.shape), value.dtype) if isinstance(value, torch.Tensor) else type(value).__name__
-            raise UpdateRejected(f"key '{key}': expected {(tuple(ref.shape), ref.dtype)}, found {found}")
+    why = state_mismatch(state, reference)
+    if why:
+        raise UpdateRejected(why)
+    for key, value in state.items():
         if not torch.isfinite(value).all():
             raise UpdateRejected(f"key '{key}': NaN or Inf")
     if not isinstance(num_examples, int) or num_examples < 1:
