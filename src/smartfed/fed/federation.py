@@ -11,7 +11,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from smartfed.errors import SmartFedError
@@ -20,7 +20,7 @@ from smartfed.experts import get_quotas, load_router_state_dict, router_state_di
 from smartfed.fed.client import LocalTraining
 from smartfed.fed.config import RunConfig
 from smartfed.fed.run_folder import RunFolder
-from smartfed.fed.server import aggregate, check_update
+from smartfed.fed.server import FedAvg, check_update
 from smartfed.fed.wire import decode_state, encode_state
 from smartfed.fed.workspace import Workspace
 from smartfed.quota import allocate_quotas, device_quotas, smooth_scores
@@ -42,8 +42,9 @@ class ClientReply:
     importance: dict[str, float] | None = None  # EEQA scores, uploaded with the router
 
 
-# exchange(round, payload, {client: quotas}, clients) -> one ClientReply per client
-Exchange = Callable[[int, bytes, dict[int, dict[str, int]], list[int]], list[ClientReply]]
+# exchange(round, payload, {client: quotas}, clients) -> one ClientReply per client (a generator may
+# yield them as they come: the server loop folds each into the running FedAvg and drops it)
+Exchange = Callable[[int, bytes, dict[int, dict[str, int]], list[int]], Iterable[ClientReply]]
 
 
 def sample_clients(config: RunConfig, round_: int) -> list[int]:
@@ -117,7 +118,7 @@ def run_federation(config: RunConfig, ws: Workspace, exchange: Exchange, resume:
         payload = encode_state(state)
         sampled = sample_clients(config, round_)
         client_quotas = {c: planner.for_client(c, quotas) for c in sampled}
-        accepted, clients = [], []
+        accepted, clients, fedavg = [], [], FedAvg()
         for reply in exchange(round_, payload, client_quotas, sampled):
             record = {"client": reply.client, "quota_total": sum(client_quotas[reply.client].values()),
                       "bytes_down": len(payload) + len(json.dumps(client_quotas[reply.client]).encode()),
@@ -141,17 +142,18 @@ def run_federation(config: RunConfig, ws: Workspace, exchange: Exchange, resume:
             record |= {"num_examples": reply.num_examples, **reply.metrics, "importance": reply.importance}
             if client_quotas[reply.client] is not quotas:
                 record["budget_k_avg"] = config.device_budgets[reply.client]
-            accepted.append((received, reply.num_examples, reply.metrics.get("train_loss", float("nan")), reply.importance))
+            fedavg.add(received, reply.num_examples)
+            accepted.append((reply.num_examples, reply.metrics.get("train_loss", float("nan")), reply.importance))
         if len(accepted) < config.min_clients:
             raise RunFailed(f"round {round_}: {len(accepted)} client updates accepted, expected at least min_clients={config.min_clients}")
-        state = aggregate([(s, n) for s, n, _, _ in accepted])
+        state = fedavg.result()
         round_quotas = quotas
-        quotas = planner.update(round_, [(imp, n) for _, n, _, imp in accepted], quotas)
+        quotas = planner.update(round_, [(imp, n) for n, _, imp in accepted], quotas)
         up, down = sum(c["bytes_up"] for c in clients), sum(c["bytes_down"] for c in clients)
         cumulative_up, cumulative_down = cumulative_up + up, cumulative_down + down
         line = {
             "round": round_, "clients": clients, "accepted": len(accepted),
-            "train_loss": sum(l * n for _, n, l, _ in accepted) / sum(n for _, n, _, _ in accepted),
+            "train_loss": sum(l * n for n, l, _ in accepted) / sum(n for n, _, _ in accepted),
             "quotas": round_quotas, "next_quotas": quotas, "importance": planner.scores,
             "bytes_up": up, "bytes_down": down, "cumulative_bytes_up": cumulative_up, "cumulative_bytes_down": cumulative_down,
         }

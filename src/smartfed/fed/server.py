@@ -1,6 +1,6 @@
 """Server side of a round: check each client update, then example-weighted FedAvg of routers."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping
 
 import torch
 
@@ -23,13 +23,33 @@ def check_update(state: Mapping[str, torch.Tensor], reference: Mapping[str, torc
         raise UpdateRejected(f"num_examples expected a positive int, found {num_examples!r}")
 
 
-def aggregate(updates: Sequence[tuple[Mapping[str, torch.Tensor], int]]) -> dict[str, torch.Tensor]:
+class FedAvg:
+    """Example-weighted mean of router states, accumulated one update at a time (float64), so a
+    round never holds more than one client's update besides the running sum."""
+
+    def __init__(self):
+        self.total = 0
+        self.sums: dict[str, torch.Tensor] | None = None
+        self.dtypes: dict[str, torch.dtype] = {}
+
+    def add(self, state: Mapping[str, torch.Tensor], num_examples: int) -> None:
+        if self.sums is None:
+            self.sums = {k: v.double() * num_examples for k, v in state.items()}
+            self.dtypes = {k: v.dtype for k, v in state.items()}
+        else:
+            for k, v in state.items():
+                self.sums[k] += v.double() * num_examples
+        self.total += num_examples
+
+    def result(self) -> dict[str, torch.Tensor]:
+        if self.sums is None:
+            raise ValueError("aggregate expected at least one update, found none")
+        return {k: (v / self.total).to(self.dtypes[k]) for k, v in self.sums.items()}
+
+
+def aggregate(updates: Iterable[tuple[Mapping[str, torch.Tensor], int]]) -> dict[str, torch.Tensor]:
     """sum_c n_c * state_c / sum_c n_c, key by key (accumulated in float64, returned in each key's dtype)."""
-    if not updates:
-        raise ValueError("aggregate expected at least one update, found none")
-    total = sum(n for _, n in updates)
-    first = updates[0][0]
-    return {
-        key: (sum(state[key].double() * n for state, n in updates) / total).to(first[key].dtype)
-        for key in first
-    }
+    fedavg = FedAvg()
+    for state, num_examples in updates:
+        fedavg.add(state, num_examples)
+    return fedavg.result()

@@ -3,7 +3,7 @@ one shared model with the pool memory-mapped; per client only its data and the r
 It calls the same `client_update` as the Flower ClientApp and sends the same bytes."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from tqdm.auto import tqdm
 
@@ -15,23 +15,21 @@ from smartfed.fed.workspace import Workspace, build_workspace
 
 
 def local_exchange(config: RunConfig, ws: Workspace, client_fn: Callable = client_update):
-    def exchange(round_: int, payload: bytes, quotas: dict[int, dict[str, int]], clients: list[int]) -> list[ClientReply]:
-        replies = []
+    def exchange(round_: int, payload: bytes, quotas: dict[int, dict[str, int]], clients: list[int]) -> Iterator[ClientReply]:
         for client in tqdm(clients, desc=f"round {round_}/{config.rounds}", unit="client", leave=False):
             began = time.time()
             try:
                 result = client_fn(ws.model, ws.tokenizer, decode_state(payload), quotas[client], ws.client_data[client],
                                    training_of(config), client_seed(config, round_, client))
             except Exception as err:  # a crashed client is dropped for this round
-                replies.append(ClientReply(client, None, status=f"dropped: {type(err).__name__}: {err}"))
+                yield ClientReply(client, None, status=f"dropped: {type(err).__name__}: {err}")
                 continue
             seconds = time.time() - began
             if config.client_timeout_s and seconds > config.client_timeout_s:
-                replies.append(ClientReply(client, None, status=f"dropped: took {seconds:.1f} s > client_timeout_s={config.client_timeout_s}"))
+                yield ClientReply(client, None, status=f"dropped: took {seconds:.1f} s > client_timeout_s={config.client_timeout_s}")
                 continue
-            replies.append(ClientReply(client, encode_state(result.state), result.num_examples,
-                                       result.metrics | {"seconds": round(seconds, 2)}, importance=result.importance))
-        return replies
+            yield ClientReply(client, encode_state(result.state), result.num_examples,
+                              result.metrics | {"seconds": round(seconds, 2)}, importance=result.importance)
     return exchange
 
 
