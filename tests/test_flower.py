@@ -35,6 +35,7 @@ def free_port() -> int:
 def deployment_env(tmp_path_factory, cache):
     root = tmp_path_factory.mktemp("flower")
     env = os.environ | {
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",  # the SuperLink starts flower-superexec by name
         "FLWR_HOME": str(root / "flwr-home"), "FLWR_DISABLE_RUNTIME_DEPENDENCY_INSTALLATION": "1",
         "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1", "SMARTFED_CACHE": str(cache),
     }
