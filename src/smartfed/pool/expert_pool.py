@@ -62,10 +62,6 @@ class MatrixExperts:
     def d_out(self) -> int:
         return self.B.shape[0]
 
-    def module_ids(self) -> list[int]:
-        """Pool module indices that target this matrix, in expert order."""
-        return list(dict.fromkeys(self.source.tolist()))
-
 
 class ExpertPool:
     """Rank-1 experts of N LoRA modules, per adapted matrix of one base model."""
