@@ -71,12 +71,14 @@ def _pal_answer(output: str) -> str | None:
     return extract_answer(lines[-1]) if result.passed and lines else None
 
 
-def run_suite(model, tokenizer, name: str, limit: int | None = None, batch_size: int = 8, data_dir=None) -> SuiteResult:
-    """Score `model` on the first `limit` items of suite `name` (the order of the upstream file)."""
+def run_suite(model, tokenizer, name: str, limit: int | None = None, batch_size: int = 8, data_dir=None,
+              shard: tuple[int, int] = (0, 1)) -> SuiteResult:
+    """Score `model` on the first `limit` items of suite `name` (the order of the upstream file);
+    `shard=(i, n)` keeps only items i, i+n, ... of those (several models sharing one suite)."""
     if name not in SUITES:
         raise ValueError(f"unknown suite '{name}': expected one of {', '.join(SUITES)}")
     suite = SUITES[name]
-    examples = load_source(suite.source, data_dir)[:limit]
+    examples = load_source(suite.source, data_dir)[:limit][shard[0] :: shard[1]]
     if suite.kind == "pal":  # the same questions, asked for a program
         examples = [replace(e, style="pal") for e in examples]
     outputs = generate(model, tokenizer, [task_prompt(e) for e in examples], suite.max_new_tokens, batch_size, desc=name)

@@ -14,6 +14,12 @@ from smartfed.errors import SmartFedError
 from smartfed.models import DEFAULT_MODEL
 from smartfed.routers import ROUTER_KINDS
 
+# smartfed: routers over rank-1 experts of the pool (the paper). The baselines share the runner:
+# fedit / ffa-lora train a fresh LoRA (ffa-lora: A frozen at its random init), lorahub mixes whole
+# pool modules with weights found gradient-free, module-router learns a per-token gate over whole
+# modules, local trains each client alone.
+METHODS = ("smartfed", "fedit", "ffa-lora", "lorahub", "module-router", "local")
+
 
 class ConfigError(SmartFedError):
     """A run configuration key is unknown or has a bad value."""
@@ -25,9 +31,10 @@ class RunConfig:
     out_dir: str = field(default="runs", metadata={"help": "where run folders go"})
     model: str = field(default=DEFAULT_MODEL, metadata={"help": "base model: name, .gguf, folder or hub id"})
     pool: tuple[str, ...] = field(default=(), metadata={"help": "adapter folders or one pool .safetensors; empty: the default pool"})
-    router: str = field(default="linear", metadata={"help": f"one of {ROUTER_KINDS}"})
+    method: str = field(default="smartfed", metadata={"help": f"one of {METHODS}"})
+    router: str = field(default="linear", metadata={"help": f"smartfed and local: one of {ROUTER_KINDS}"})
     top_k: int = field(default=2, metadata={"help": "experts per token per matrix"})
-    eeqa: bool = field(default=True, metadata={"help": "elastic quotas (EEQA); false: every matrix uses top_k"})
+    eeqa: bool = field(default=True, metadata={"help": "smartfed: elastic quotas (EEQA); false: every matrix uses top_k"})
     importance: str = field(default="relative_norm", metadata={"help": "EEQA importance: relative_norm | grad_norm"})
     k_min: int = field(default=1, metadata={"help": "EEQA: fewest experts a matrix may get"})
     realloc_every: int = field(default=1, metadata={"help": "EEQA: re-allocate quotas every R rounds"})
@@ -42,11 +49,18 @@ class RunConfig:
     local_steps: int = field(default=4, metadata={"help": "optimizer steps per client per round"})
     batch_size: int = field(default=4, metadata={"help": "examples per local step"})
     max_length: int = field(default=256, metadata={"help": "tokens per example (prompt + answer)"})
-    lr: float = field(default=5e-3, metadata={"help": "router learning rate (AdamW)"})
+    lr: float = field(default=5e-3, metadata={"help": "learning rate (AdamW) of what clients train"})
+    lora_rank: int = field(default=8, metadata={"help": "fedit / ffa-lora: rank of the fresh LoRA (targets: the pool's)"})
+    lora_alpha: float = field(default=16.0, metadata={"help": "fedit / ffa-lora: LoRA alpha"})
+    search_budget: int = field(default=12, metadata={"help": "lorahub: loss evaluations of the gradient-free search per client round"})
     seed: int = field(default=0, metadata={"help": "seeds partitions, client sampling and local training"})
     eval_every: int = field(default=1, metadata={"help": "held-out loss every N rounds (and after the last)"})
     eval_examples: int = field(default=48, metadata={"help": "held-out examples scored"})
     client_timeout_s: float = field(default=0.0, metadata={"help": "drop a client whose update takes longer (0: no limit)"})
+    score_examples: int = field(default=0, metadata={"help": "after the last round, score the composition's benchmark suites on this many items each (0: skip)"})
+    cpu_watts: float = field(default=7.5, metadata={"help": "energy: watts per busy CPU core (docs/energy.md)"})
+    uplink_j_per_byte: float = field(default=5.57e-6, metadata={"help": "energy: radio joules per byte sent (LTE, docs/energy.md)"})
+    downlink_j_per_byte: float = field(default=1.45e-6, metadata={"help": "energy: radio joules per byte received (LTE, docs/energy.md)"})
     data_fraction: float = field(default=1.0, metadata={"help": "share of each client's data used (data-fraction sweeps)"})
     data_dir: str = field(default="", metadata={"help": "data folder; empty: $SMARTFED_DATA or ../shared/data"})
 
@@ -60,10 +74,12 @@ class RunConfig:
             if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
                 raise ConfigError(f"config key '{f.name}': expected {expected.__name__}, found {value!r}")
             object.__setattr__(self, f.name, value)
-        positive = ("k_min", "realloc_every", "top_k", "num_clients", "clients_per_round", "min_clients", "rounds", "local_steps", "batch_size", "max_length", "eval_every", "eval_examples")
+        positive = ("lora_rank", "search_budget", "realloc_every", "top_k", "num_clients", "clients_per_round", "min_clients", "rounds", "local_steps", "batch_size", "max_length", "eval_every", "eval_examples")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}': expected >= 1, found {getattr(self, key)}")
+        if self.method not in METHODS:
+            raise ConfigError(f"config key 'method': expected one of {METHODS}, found {self.method!r}")
         if self.router not in ROUTER_KINDS:
             raise ConfigError(f"config key 'router': expected one of {ROUTER_KINDS}, found {self.router!r}")
         if self.composition not in COMPOSITIONS:
@@ -81,8 +97,23 @@ class RunConfig:
         self.device_budgets  # parses weak_clients, raising ConfigError if malformed
         if not 0 < self.lr < 1:
             raise ConfigError(f"config key 'lr': expected in (0, 1), found {self.lr}")
+        if self.score_examples < 0:
+            raise ConfigError(f"config key 'score_examples': expected >= 0, found {self.score_examples}")
+        for key in ("lora_alpha", "cpu_watts", "uplink_j_per_byte", "downlink_j_per_byte"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key '{key}': expected >= 0, found {getattr(self, key)}")
         if not 0 < self.data_fraction <= 1:
             raise ConfigError(f"config key 'data_fraction': expected in (0, 1], found {self.data_fraction}")
+
+    @property
+    def routed_with(self) -> str | None:
+        """The router kind of a method that routes pool experts; None for a fresh LoRA."""
+        return {"smartfed": self.router, "local": self.router, "lorahub": "static", "module-router": "module"}.get(self.method)
+
+    @property
+    def uses_eeqa(self) -> bool:
+        """EEQA applies where per-matrix top-k quotas mean something: smartfed's own routers."""
+        return self.eeqa and self.method in ("smartfed", "local") and self.router not in ("static", "module")
 
     @property
     def device_budgets(self) -> dict[int, float]:

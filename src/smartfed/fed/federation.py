@@ -16,13 +16,16 @@ from dataclasses import dataclass, field
 
 from smartfed.errors import SmartFedError
 from smartfed.eval.generate import heldout_loss
-from smartfed.experts import get_quotas, load_router_state_dict, router_state_dict, set_quotas
+from smartfed.experts import get_quotas, set_quotas
 from smartfed.fed.client import LocalTraining
 from smartfed.fed.config import RunConfig
 from smartfed.fed.run_folder import RunFolder
+from smartfed.fed.scores import score_run
 from smartfed.fed.server import FedAvg, check_update
+from smartfed.fed.trainable import load_trainable_state, trainable_state_dict
 from smartfed.fed.wire import decode_state, encode_state
 from smartfed.fed.workspace import Workspace
+from smartfed.metrics.energy import round_energy
 from smartfed.quota import allocate_quotas, device_quotas, smooth_scores
 
 
@@ -56,7 +59,8 @@ def client_seed(config: RunConfig, round_: int, client: int) -> int:
 
 
 def training_of(config: RunConfig) -> LocalTraining:
-    return LocalTraining(config.local_steps, config.batch_size, config.lr, config.max_length, config.importance if config.eeqa else None)
+    return LocalTraining(config.local_steps, config.batch_size, config.lr, config.max_length,
+                         config.importance if config.uses_eeqa else None, config.search_budget if config.method == "lorahub" else 0)
 
 
 def importance_bytes(importance: dict[str, float] | None) -> int:
@@ -71,7 +75,7 @@ class QuotaPlanner:
         self.config, self.sizes, self.scores = config, sizes, scores
 
     def update(self, round_: int, replies: list[tuple[dict[str, float], int]], quotas: dict[str, int]) -> dict[str, int]:
-        if not self.config.eeqa or not replies:
+        if not self.config.uses_eeqa or not replies:
             return quotas
         total = sum(n for _, n in replies)
         mean = {m: sum(s[m] * n for s, n in replies) / total for m in self.sizes}
@@ -89,7 +93,7 @@ class QuotaPlanner:
 
 
 def evaluate(ws: Workspace, state, quotas: dict[str, int] | None = None) -> float:
-    load_router_state_dict(ws.model, state)
+    load_trainable_state(ws.model, state)
     if quotas:
         set_quotas(ws.model, quotas)
     return heldout_loss(ws.model, ws.tokenizer, ws.heldout, max_length=384, desc="held-out loss")
@@ -104,7 +108,7 @@ def run_federation(config: RunConfig, ws: Workspace, exchange: Exchange, resume:
     if last is None:
         if not resume:
             run.create(config)
-        state, start, scores = router_state_dict(ws.model), 0, None
+        state, start, scores = trainable_state_dict(ws.model), 0, None
         run.append_metrics({"round": 0, "heldout_loss": evaluate(ws, state, quotas), "quotas": quotas, "accepted": 0, "clients": [],
                             "bytes_up": 0, "bytes_down": 0, "cumulative_bytes_up": 0, "cumulative_bytes_down": 0, "wall_s": 0.0})
         run.save_checkpoint(0, state, quotas, scores)
@@ -134,7 +138,7 @@ def run_federation(config: RunConfig, ws: Workspace, exchange: Exchange, resume:
                 record["status"] = f"rejected: {err}"
                 log(f"round {round_}: client {reply.client} update {record['status']}")
                 continue
-            if config.eeqa and (reply.importance is None or reply.importance.keys() != sizes.keys()
+            if config.uses_eeqa and (reply.importance is None or reply.importance.keys() != sizes.keys()
                                 or not all(math.isfinite(v) and v >= 0 for v in reply.importance.values())):
                 record["status"] = "rejected: importance scores missing, for other matrices, or not finite and >= 0"
                 log(f"round {round_}: client {reply.client} update {record['status']}")
@@ -156,6 +160,7 @@ def run_federation(config: RunConfig, ws: Workspace, exchange: Exchange, resume:
             "train_loss": sum(l * n for n, l, _ in accepted) / sum(n for n, _, _ in accepted),
             "quotas": round_quotas, "next_quotas": quotas, "importance": planner.scores,
             "bytes_up": up, "bytes_down": down, "cumulative_bytes_up": cumulative_up, "cumulative_bytes_down": cumulative_down,
+            **round_energy(config, clients),
         }
         if round_ % config.eval_every == 0 or round_ == config.rounds:
             line["heldout_loss"] = evaluate(ws, state, round_quotas)  # the quotas the routers were trained with
@@ -164,18 +169,33 @@ def run_federation(config: RunConfig, ws: Workspace, exchange: Exchange, resume:
         run.save_checkpoint(round_, state, quotas, planner.scores)
         log(format_round(line))
 
+    summary = summarize(config, ws, run, len(encode_state(state)))
+    if config.score_examples:
+        summary["scores"] = score_run(config, ws, run, [(state, quotas_of_round(run, config.rounds))])
+    run.write_summary(summary)
+    return summary
+
+
+def quotas_of_round(run: RunFolder, round_: int) -> dict[str, int]:
+    """The quotas the routers of `round_` were trained with (what they are evaluated with)."""
+    return next(m["quotas"] for m in run.metrics() if m["round"] == round_)
+
+
+def summarize(config: RunConfig, ws: Workspace, run: RunFolder, state_bytes: int) -> dict:
     metrics = run.metrics()
-    summary = {
+    return {
+        "method": config.method,
         "rounds": config.rounds,
         "initial_heldout_loss": metrics[0]["heldout_loss"],
         "final_heldout_loss": next(m["heldout_loss"] for m in reversed(metrics) if "heldout_loss" in m),
-        "cumulative_bytes_up": cumulative_up, "cumulative_bytes_down": cumulative_down,
-        "router_bytes": len(encode_state(state)), "pool_bytes_per_client_once": ws.pool_file.stat().st_size,
+        "cumulative_bytes_up": metrics[-1]["cumulative_bytes_up"], "cumulative_bytes_down": metrics[-1]["cumulative_bytes_down"],
+        "state_bytes": state_bytes, "pool_bytes_per_client_once": ws.pool_file.stat().st_size if ws.pool_file else 0,
+        "energy_compute_j": sum(m.get("energy_compute_j", 0.0) for m in metrics),
+        "energy_radio_j": sum(m.get("energy_radio_j", 0.0) for m in metrics),
+        "client_cpu_s": sum(c.get("cpu_s", 0.0) for m in metrics for c in m["clients"]),
         "wall_s": round(sum(m["wall_s"] for m in metrics), 1),
         "final_checkpoint": f"checkpoints/round-{config.rounds:04d}.safetensors",
     }
-    run.write_summary(summary)
-    return summary
 
 
 ROUND_HEADER = "| round | clients ok | train loss | held-out loss | MB up | MB down | wall s |\n|---:|---:|---:|---:|---:|---:|---:|"

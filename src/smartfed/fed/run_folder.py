@@ -41,12 +41,14 @@ class RunFolder:
         text = (self.path / METRICS).read_text() + json.dumps(line) + "\n"
         atomic_write_text(self.path / METRICS, text)
 
-    def save_checkpoint(self, round_: int, state: dict[str, torch.Tensor], quotas: dict[str, int], scores: dict[str, float] | None) -> None:
-        """Router state plus what the next round needs: its quotas and the smoothed EEQA scores."""
+    def save_checkpoint(self, round_: int, state: dict[str, torch.Tensor], quotas: dict[str, int], scores: dict[str, float] | None,
+                        prefix: str = "round") -> None:
+        """Trained state plus what the next round needs: its quotas and the smoothed EEQA scores.
+        (`prefix="client"`: the final state of one client of a `local` run, numbered by client.)"""
         folder = self.path / CHECKPOINTS
         folder.mkdir(exist_ok=True)
         metadata = {"round": str(round_), "quotas": json.dumps(quotas), "scores": json.dumps(scores)}
-        with atomic_path(folder / f"round-{round_:04d}.safetensors") as tmp:
+        with atomic_path(folder / f"{prefix}-{round_:04d}.safetensors") as tmp:
             save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata)
 
     def last_checkpoint(self) -> tuple[int, dict[str, torch.Tensor], dict[str, int], dict[str, float] | None] | None:
@@ -64,3 +66,9 @@ class RunFolder:
 
     def write_summary(self, summary: dict) -> None:
         atomic_write_text(self.path / SUMMARY, json.dumps(summary, indent=1))
+
+    def summary(self) -> dict:
+        path = self.path / SUMMARY
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no summary; the run did not finish (resume it with `smartfed run --resume {self.path}`)")
+        return json.loads(path.read_text())

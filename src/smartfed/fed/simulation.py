@@ -10,6 +10,7 @@ from tqdm.auto import tqdm
 from smartfed.fed.client import client_update
 from smartfed.fed.config import RunConfig
 from smartfed.fed.federation import ClientReply, client_seed, run_federation, training_of
+from smartfed.fed.local import run_local
 from smartfed.fed.wire import decode_state, encode_state
 from smartfed.fed.workspace import Workspace, build_workspace
 
@@ -36,4 +37,8 @@ def local_exchange(config: RunConfig, ws: Workspace, client_fn: Callable = clien
 def run_simulation(config: RunConfig, resume: bool = False, client_fn: Callable = client_update, log=print) -> dict:
     """Run (or resume) `config` in this process; return the run's summary."""
     ws = build_workspace(config)
+    if config.method == "local":
+        if resume:
+            raise ValueError(f"{config.run_dir}: a `local` run cannot be resumed; start it again under another name")
+        return run_local(config, ws, log=log)
     return run_federation(config, ws, local_exchange(config, ws, client_fn), resume=resume, log=log)

@@ -1,5 +1,6 @@
-"""What every client of a process shares, loaded once: the base model with experts attached (the
-pool memory-mapped), the tokenizer, and each client's partition of the composition's data."""
+"""What every client of a process shares, loaded once: the base model with what the method trains
+attached (pool experts with routers, the pool memory-mapped; or a fresh LoRA on the pool's target
+matrices), the tokenizer, and each client's partition of the composition's data."""
 
 import math
 from dataclasses import dataclass
@@ -7,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from smartfed.baselines import attach_fresh_lora, pool_target_types
 from smartfed.data import Example, composition_splits
 from smartfed.data.partition import partition
 from smartfed.experts import attach_experts
@@ -22,7 +24,7 @@ class Workspace:
     model: torch.nn.Module
     tokenizer: object
     pool: ExpertPool
-    pool_file: Path
+    pool_file: Path | None  # None: the method does not use the pool (fedit, ffa-lora)
     client_data: list[list[Example]]
     heldout: list[Example]
 
@@ -53,8 +55,12 @@ def build_workspace(config: RunConfig) -> Workspace:
     model, tokenizer = load_base_model(config.model)
     pool_file = resolve_pool_file(config, model)
     pool = ExpertPool.load(pool_file)  # memory-mapped
-    torch.manual_seed(config.seed)  # the initial routers are a function of the seed
-    attach_experts(model, pool, router=config.router, top_k=config.top_k)
+    torch.manual_seed(config.seed)  # the initial routers (or LoRA A) are a function of the seed
+    if config.routed_with:
+        attach_experts(model, pool, router=config.routed_with, top_k=config.top_k)
+    else:
+        model = attach_fresh_lora(model, pool_target_types(pool), config.lora_rank, config.lora_alpha, freeze_a=config.method == "ffa-lora")
+        pool_file = None
     train, heldout = composition_splits(config.composition, config.data_dir or None)
     parts = partition(train, config.partition, config.num_clients, config.seed)
     if config.data_fraction < 1:

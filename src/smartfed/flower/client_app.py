@@ -53,6 +53,7 @@ def train(msg: Message, context: Context) -> Message:
         update["importance"] = json.dumps(result.importance)
     content = RecordDict({
         "update": update,
-        "metrics": MetricRecord({"num-examples": result.num_examples, "train-loss": result.metrics["train_loss"]}),
+        "metrics": MetricRecord({"num-examples": result.num_examples, "train-loss": result.metrics["train_loss"],
+                                 "cpu-s": result.metrics["cpu_s"], "tokens": result.metrics["tokens"]}),
     })
     return Message(content, reply_to=msg)

@@ -36,6 +36,8 @@ def discover_partitions(grid: Grid, num_clients: int, wait_s: float = 300.0) -> 
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     config = config_from(context.run_config)
+    if config.method == "local":
+        raise ValueError("method 'local' is not federated: run it with `smartfed run` (nothing to send)")
     ws = workspace(config)
     node_of = discover_partitions(grid, config.num_clients)
 
@@ -57,7 +59,8 @@ def main(grid: Grid, context: Context) -> None:
                 metrics, update = reply.content["metrics"], reply.content["update"]
                 importance = json.loads(update["importance"]) if "importance" in update else None
                 out.append(ClientReply(client, update["payload"], int(metrics["num-examples"]),
-                                       {"train_loss": float(metrics["train-loss"])}, importance=importance))
+                                       {"train_loss": float(metrics["train-loss"]), "cpu_s": float(metrics["cpu-s"]),
+                                        "tokens": int(metrics["tokens"])}, importance=importance))
         return out
 
     run_federation(config, ws, exchange)

@@ -1,7 +1,8 @@
-"""`smartfed report`: a markdown table over run folders and PNG plots (held-out loss per round,
-and the EEQA quota heatmap over adapted matrices and rounds)."""
+"""`smartfed report`: the comparison table, ratios against FedIT computed from the runs, and PNG
+plots (held-out loss per round, loss vs bytes sent, score vs data fraction, EEQA quota heatmaps)."""
 
-import json
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -10,53 +11,174 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from smartfed.fed.config import RunConfig  # noqa: E402
 from smartfed.fed.run_folder import RunFolder  # noqa: E402
+from smartfed.io import atomic_write_text  # noqa: E402
 
 
-def summary_table(run_dirs: list[Path]) -> str:
-    lines = ["| run | router | EEQA | rounds | held-out loss start -> end | MB up | MB down | wall s |",
-             "|---|---|---|---:|---|---:|---:|---:|"]
-    for d in run_dirs:
-        run = RunFolder(d)
-        config, metrics = run.config(), run.metrics()
-        losses = [m["heldout_loss"] for m in metrics if "heldout_loss" in m]
-        last = metrics[-1]
-        lines.append(f"| {d.name} | {config.router} | {'on' if config.eeqa else 'off'} | {last['round']} | "
-                     f"{losses[0]:.4f} -> {losses[-1]:.4f} | {last['cumulative_bytes_up'] / 1e6:.2f} | "
-                     f"{last['cumulative_bytes_down'] / 1e6:.2f} | {sum(m['wall_s'] for m in metrics):.0f} |")
+@dataclass
+class RunResult:
+    name: str
+    config: RunConfig
+    metrics: list[dict]
+    summary: dict
+
+    @classmethod
+    def read(cls, run_dir: Path) -> "RunResult":
+        run = RunFolder(run_dir)
+        return cls(Path(run_dir).name, run.config(), run.metrics(), run.summary())
+
+    @property
+    def losses(self) -> list[tuple[int, float]]:
+        return [(m["round"], m["heldout_loss"]) for m in self.metrics if "heldout_loss" in m]
+
+    @property
+    def bytes_total(self) -> int:
+        return self.summary["cumulative_bytes_up"] + self.summary["cumulative_bytes_down"]
+
+    @property
+    def energy_j(self) -> float:
+        return self.summary["energy_compute_j"] + self.summary["energy_radio_j"]
+
+    @property
+    def mean_score(self) -> float | None:
+        scores = self.summary.get("scores")
+        return sum(scores.values()) / len(scores) if scores else None
+
+    def rounds_to_reach(self, target: float) -> int | None:
+        """First round whose held-out loss is <= target; None if no evaluated round gets there."""
+        return next((r for r, loss in self.losses if r > 0 and loss <= target), None)
+
+
+def fedit_of(result: RunResult, results: list[RunResult]) -> RunResult | None:
+    """The FedIT run with the same composition and data fraction, the reference for ratios."""
+    return next((r for r in results if r.config.method == "fedit" and r.config.composition == result.config.composition
+                 and r.config.data_fraction == result.config.data_fraction), None)
+
+
+def _fmt(value, spec: str, missing: str = "-") -> str:
+    return missing if value is None else format(value, spec)
+
+
+def summary_table(results: list[RunResult]) -> str:
+    suites = list(dict.fromkeys(s for r in results for s in r.summary.get("scores", {})))
+    lines = ["| run | method | router | EEQA | data | " + " | ".join(f"{s} %" for s in suites) + (" | " if suites else "")
+             + "held-out loss start -> end | rounds to FedIT's final loss | MB up | MB down | energy kJ | wall s |",
+             "|---|---|---|---|---:|" + "---:|" * len(suites) + "---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        c, fedit = r.config, fedit_of(r, results)
+        reach = r.rounds_to_reach(fedit.losses[-1][1]) if fedit else None
+        scores = r.summary.get("scores", {})
+        cells = [r.name, c.method, c.routed_with or f"LoRA r{c.lora_rank}", "on" if c.uses_eeqa else "off", f"{c.data_fraction:g}",
+                 *(_fmt(None if scores.get(s) is None else 100 * scores[s], ".1f") for s in suites),
+                 f"{r.losses[0][1]:.4f} -> {r.losses[-1][1]:.4f}", "-" if not fedit else _fmt(reach, "d", "not reached"),
+                 f"{r.summary['cumulative_bytes_up'] / 1e6:.2f}", f"{r.summary['cumulative_bytes_down'] / 1e6:.2f}",
+                 f"{r.energy_j / 1e3:.2f}", f"{r.summary['wall_s']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def loss_plot(run_dirs: list[Path], out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for d in run_dirs:
-        points = [(m["round"], m["heldout_loss"]) for m in RunFolder(d).metrics() if "heldout_loss" in m]
-        ax.plot(*zip(*points), marker="o", label=d.name)
+def ratio_table(results: list[RunResult]) -> str:
+    """Each run against the FedIT run on the same data: the paper's four headline comparisons."""
+    lines = ["| run | vs | mean score - FedIT's (pp) | held-out loss - FedIT's | convergence (FedIT rounds / rounds to FedIT's final loss) "
+             "| FedIT bytes / bytes | FedIT energy / energy |", "|---|---|---:|---:|---:|---:|---:|"]
+    for r in results:
+        fedit = fedit_of(r, results)
+        if fedit is None or r is fedit:
+            continue
+        target = fedit.losses[-1][1]
+        reach, fedit_reach = r.rounds_to_reach(target), fedit.rounds_to_reach(target)
+        convergence = f"{fedit_reach / reach:.2f}x" if reach else "not reached"
+        score_delta = None if r.mean_score is None or fedit.mean_score is None else 100 * (r.mean_score - fedit.mean_score)
+        bytes_ratio = f"{fedit.bytes_total / r.bytes_total:.2f}x" if r.bytes_total else "nothing sent"
+        lines.append(f"| {r.name} | {fedit.name} | {_fmt(score_delta, '+.1f')} | {r.losses[-1][1] - target:+.4f} | {convergence} | "
+                     f"{bytes_ratio} | {fedit.energy_j / r.energy_j:.2f}x |")
+    return "\n".join(lines)
+
+
+def loss_plot(results: list[RunResult], out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        ax.plot(*zip(*r.losses), marker="o", label=r.name)
     ax.set_xlabel("round")
     ax.set_ylabel("held-out loss (NLL per answer token)")
-    ax.legend()
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
+    return _save(fig, out)
+
+
+def bytes_plot(results: list[RunResult], out: Path) -> Path:
+    """Held-out loss against cumulative bytes sent and received (runs that send something)."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for r in results:
+        sent = {m["round"]: m["cumulative_bytes_up"] + m["cumulative_bytes_down"] for m in r.metrics}
+        points = [(sent[rd] / 1e6, loss) for rd, loss in r.losses if rd > 0 and sent[rd] > 0]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=r.name)
+    ax.set_xscale("log")
+    ax.set_xlabel("MB sent + received by all clients (log scale)")
+    ax.set_ylabel("held-out loss")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, out)
+
+
+def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
+    """Mean benchmark score and final held-out loss against data fraction, per method (sweeps only)."""
+    by_method: dict[str, list[RunResult]] = {}
+    for r in results:
+        by_method.setdefault(r.name.split("-frac")[0], []).append(r)
+    sweeps = {m: sorted(rs, key=lambda r: r.config.data_fraction) for m, rs in by_method.items() if len(rs) > 1}
+    if not sweeps:
+        return None
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for method, rs in sweeps.items():
+        fractions = [r.config.data_fraction for r in rs]
+        if all(r.mean_score is not None for r in rs):
+            left.plot(fractions, [100 * r.mean_score for r in rs], marker="o", label=method)
+        right.plot(fractions, [r.losses[-1][1] for r in rs], marker="o", label=method)
+    for ax, label in ((left, "mean benchmark score (%)"), (right, "final held-out loss")):
+        ax.set_xscale("log")
+        ax.set_xlabel("fraction of each client's data")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    return _save(fig, out)
+
+
+def quota_heatmap(run_dir: Path, out: Path) -> Path:
+    """Quotas k_j per round: one panel per round, layers (rows) x matrix types (columns)."""
+    metrics = [m for m in RunFolder(run_dir).metrics() if m["round"] > 0]
+    if not metrics:
+        raise ValueError(f"{run_dir}: expected at least one finished round, found none")
+    names = list(metrics[0]["quotas"])
+    parsed = [re.search(r"\.(\d+)\.(?:.*\.)?([^.]+)$", n) for n in names]
+    if not all(parsed):  # not a layered model: one row per matrix
+        parsed_keys = [(i, "k_j") for i in range(len(names))]
+    else:
+        parsed_keys = [(int(p.group(1)), p.group(2)) for p in parsed]
+    layers = sorted({layer for layer, _ in parsed_keys})
+    types = list(dict.fromkeys(t for _, t in parsed_keys))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(1.5 + 1.6 * len(metrics) * max(1, len(types) / 7), 1.5 + 0.16 * len(layers)),
+                             squeeze=False, sharey=True)
+    vmax = max(max(m["quotas"].values()) for m in metrics)
+    for ax, m in zip(axes[0], metrics):
+        grid = np.full((len(layers), len(types)), np.nan)
+        for name, (layer, kind) in zip(names, parsed_keys):
+            grid[layers.index(layer), types.index(kind)] = m["quotas"][name]
+        image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest", vmin=0, vmax=vmax)
+        ax.set_title(f"round {m['round']}", fontsize=8)
+        ax.set_xticks(range(len(types)), types, rotation=90, fontsize=6)
+    axes[0][0].set_yticks(range(len(layers)), [str(layer) for layer in layers], fontsize=6)
+    axes[0][0].set_ylabel("layer")
+    fig.suptitle(f"{Path(run_dir).name}: experts per matrix (k_j)", fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), label="k_j")
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
 
 
-def quota_heatmap(run_dir: Path, out: Path) -> Path:
-    """Quotas k_j used in each round (columns) for each adapted matrix (rows, in model order)."""
-    metrics = [m for m in RunFolder(run_dir).metrics() if m["round"] > 0]
-    if not metrics:
-        raise ValueError(f"{run_dir}: expected at least one finished round, found none")
-    names = list(metrics[0]["quotas"])
-    grid = np.array([[m["quotas"][n] for m in metrics] for n in names])  # (J, rounds)
-    fig, ax = plt.subplots(figsize=(2 + 0.5 * len(metrics), 2 + 0.12 * len(names)))
-    image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest")
-    ax.set_xticks(range(len(metrics)), [str(m["round"]) for m in metrics])
-    step = max(1, len(names) // 40)
-    ax.set_yticks(range(0, len(names), step), [n.removeprefix("model.") for n in names[::step]], fontsize=6)
-    ax.set_xlabel("round")
-    ax.set_title(f"{run_dir.name}: experts per matrix (k_j)")
-    fig.colorbar(image, ax=ax, label="k_j")
+def _save(fig, out: Path) -> Path:
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
@@ -65,9 +187,14 @@ def quota_heatmap(run_dir: Path, out: Path) -> Path:
 
 def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
-    table = summary_table(run_dirs)
-    plots = [loss_plot(run_dirs, out_dir / "heldout_loss.png")]
-    plots += [quota_heatmap(d, out_dir / f"quotas-{d.name}.png") for d in run_dirs if RunFolder(d).config().eeqa]
-    text = table + "\n\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
-    (out_dir / "report.md").write_text(text)
+    results = [RunResult.read(Path(d)) for d in run_dirs]
+    ratios = ratio_table(results)
+    plots = [loss_plot(results, out_dir / "heldout_loss.png"), bytes_plot(results, out_dir / "loss_vs_bytes.png"),
+             fraction_plot(results, out_dir / "data_fraction.png")]
+    plots += [quota_heatmap(Path(d), out_dir / f"quotas-{r.name}.png") for d, r in zip(run_dirs, results) if r.config.uses_eeqa]
+    text = summary_table(results) + "\n"
+    if ratios.count("\n") > 1:
+        text += "\nAgainst FedIT on the same data (computed from the runs above):\n\n" + ratios + "\n"
+    text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots if p) + "\n"
+    atomic_write_text(out_dir / "report.md", text)
     return text

@@ -7,9 +7,10 @@ from smartfed.routers.activation import ActivationRouter
 from smartfed.routers.base import Router, topk_softmax
 from smartfed.routers.linear import LinearRouter
 from smartfed.routers.lowrank import LowRankRouter
+from smartfed.routers.module import ModuleRouter
 from smartfed.routers.static import StaticRouter
 
-ROUTER_KINDS = ("linear", "activation", "lowrank", "static")
+ROUTER_KINDS = ("linear", "activation", "lowrank", "static", "module")
 
 
 def build_router(kind: str, experts: MatrixExperts, init_std: float = 0.01, rank: int = 4) -> Router:
@@ -23,6 +24,8 @@ def build_router(kind: str, experts: MatrixExperts, init_std: float = 0.01, rank
         return LowRankRouter(d_in, M, rank, init_std)
     if kind == "static":
         return StaticRouter(experts.source)
+    if kind == "module":
+        return ModuleRouter(d_in, experts.source, init_std)
     raise ValueError(f"router kind expected one of {ROUTER_KINDS}, found {kind!r}")
 
 
@@ -35,6 +38,7 @@ __all__ = [
     "ActivationRouter",
     "LinearRouter",
     "LowRankRouter",
+    "ModuleRouter",
     "Router",
     "StaticRouter",
     "build_router",

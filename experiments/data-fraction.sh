@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The paper's data-efficiency claim: SmartFed (linear router, EEQA) and FedIT, each trained on 10%,
+# 25% and 100% of every client's data, on one composition (default zh+math).
+#
+#   experiments/data-fraction.sh [COMPOSITION] [--quick] [--set key=value ...]
+#
+# Shares runs/<composition>/ with the composition script (its 100% runs are reused, not rerun);
+# the report goes to runs/<composition>/report-data-fraction/ (table, ratios, score and loss vs fraction).
+# Running time on 2 CPU cores: TIME_STANDARD (default scale, with the 100% runs already made).
+set -euo pipefail
+composition="${1:-zh+math}"
+[[ $# -gt 0 && "$1" != --* ]] && shift
+exec smartfed compare "$composition" --out "runs/$composition" --methods smartfed-linear,fedit --fractions 0.1,0.25,1 "$@"

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# SmartFed (every router kind, with and without EEQA) against FedIT, FFA-LoRA, LoRAHub, a module
+# router and local training on the zh+code composition, then the report (table, ratios vs FedIT, plots).
+#
+#   experiments/zh+code.sh [--quick] [--methods a,b] [--fractions 0.1,0.25,1] [--set key=value ...]
+#
+# Results: runs/zh+code/ (one run folder per method) and runs/zh+code/report/report.md.
+# Running time on 2 CPU cores: TIME_STANDARD (default scale); --quick (CI smoke scale) about 1 min
+# on the tiny test model.
+set -euo pipefail
+exec smartfed compare "zh+code" --out "runs/zh+code" "$@"

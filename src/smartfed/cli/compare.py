@@ -1,0 +1,29 @@
+"""`smartfed compare COMPOSITION [--quick] [--methods ...] [--fractions ...]`: every method, one report."""
+
+
+def add_parser(sub) -> None:
+    from smartfed.baselines.comparison import METHOD_RUNS
+
+    p = sub.add_parser("compare", help="run SmartFed and every baseline on one composition, then write the report")
+    p.add_argument("composition", help="zh+math | zh+code | math+code (or any composition)")
+    p.add_argument("--out", help="results folder (default runs/compare-<composition>)")
+    p.add_argument("--methods", default=",".join(METHOD_RUNS), help=f"comma-separated, from: {', '.join(METHOD_RUNS)}")
+    p.add_argument("--fractions", default="1", help="data fractions, comma-separated (a sweep: 0.1,0.25,1)")
+    p.add_argument("--quick", action="store_true", help="CI smoke scale: 2 rounds, 4 clients, 1 step, 2 items per suite")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key for every run")
+    p.set_defaults(run=run)
+
+
+def run(args) -> None:
+    from pathlib import Path
+
+    from smartfed.baselines.comparison import comparison_configs, run_comparison
+    from smartfed.report.runs import write_report
+
+    out = Path(args.out or f"runs/compare-{args.composition}")
+    fractions = [float(f) for f in args.fractions.split(",")]
+    configs = comparison_configs(args.composition, str(out), args.methods.split(","), fractions, args.quick, args.overrides)
+    runs = run_comparison(configs)
+    report_dir = out / ("report" if fractions == [1.0] else "report-data-fraction")  # a sweep may share the runs folder
+    print(write_report(runs, report_dir))
+    print(f"report: {report_dir / 'report.md'}")

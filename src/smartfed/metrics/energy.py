@@ -1,0 +1,19 @@
+"""The energy model (docs/energy.md): device compute from measured CPU time, radio from bytes moved.
+
+    E = cpu_s * cpu_watts + bytes_up * uplink_j_per_byte + bytes_down * downlink_j_per_byte
+
+per client per round, with the constants from the run config (defaults and their sources in
+docs/energy.md). A dropped client still received the global state: its download counts.
+"""
+
+
+def client_energy(config, record: dict) -> tuple[float, float]:
+    """(compute J, radio J) of one client's round from its metrics record."""
+    compute = record.get("cpu_s", 0.0) * config.cpu_watts
+    radio = record["bytes_up"] * config.uplink_j_per_byte + record["bytes_down"] * config.downlink_j_per_byte
+    return compute, radio
+
+
+def round_energy(config, clients: list[dict]) -> dict[str, float]:
+    compute, radio = (sum(parts) for parts in zip(*(client_energy(config, c) for c in clients))) if clients else (0.0, 0.0)
+    return {"energy_compute_j": compute, "energy_radio_j": radio}

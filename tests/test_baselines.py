@@ -1,0 +1,184 @@
+"""Baselines: the module router against peft's deltas, FedIT / FFA-LoRA aggregation worked out by hand,
+the LoRAHub search, the `local` method recomputed client by client, the energy model, and the quick
+comparison (every method on each composition) end to end through the scripts a user runs."""
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import make_adapter
+from smartfed import ExpertPool, attach_experts, load_base_model
+from smartfed.baselines import module_weights, search_module_weights
+from smartfed.baselines.fresh_lora import attach_fresh_lora
+from smartfed.data import composition_splits
+from smartfed.eval.generate import collate, encode_for_training
+from smartfed.experts import routed_layers, set_module_weights
+from smartfed.fed.client import client_update
+from smartfed.fed.config import RunConfig, load_config
+from smartfed.fed.federation import client_seed, training_of
+from smartfed.fed.simulation import run_simulation
+from smartfed.fed.trainable import load_trainable_state, trainable_state_dict
+from smartfed.fed.workspace import build_workspace
+from test_exactness import block_adapters, peft_output  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_module_router_is_a_per_token_softmax_mix_of_peft_deltas(block_adapters):  # noqa: F811
+    base, folders, x = block_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    model = attach_experts(copy.deepcopy(base), pool, router="module", init_std=1.0)
+    with torch.no_grad():
+        y_base = base(x)
+        deltas = [peft_output(base, f, x) - y_base for f in folders]  # (3, 5, 44) each
+        got = model(x)
+    slices = {"q": slice(0, 24), "k": slice(24, 32), "c": slice(32, 44)}
+    expected = y_base.clone()
+    for name, layer in routed_layers(model).items():
+        logits = x.numpy() @ layer.router.weight.detach().numpy().T  # (3, 5, N_j), by hand
+        gate = np.exp(logits - logits.max(-1, keepdims=True))
+        gate /= gate.sum(-1, keepdims=True)
+        for local, module_id in enumerate(layer.router.module_ids):
+            expected[..., slices[name]] += torch.from_numpy(gate[..., local : local + 1]) * deltas[module_id][..., slices[name]]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def fed_setup(tiny_model_folder, tmp_path_factory):
+    model, _ = load_base_model(tiny_model_folder)
+    root = tmp_path_factory.mktemp("baselines")
+    pool = [str(make_adapter(model, root / f"m{n}", n, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])) for n in range(3)]
+    return dict(model=tiny_model_folder, pool=pool, out_dir=str(root / "runs"), composition="zh+math", num_clients=4,
+                clients_per_round=2, min_clients=2, rounds=2, local_steps=3, batch_size=2, max_length=64, eval_examples=4, lr=0.05)
+
+
+@pytest.mark.parametrize("method", ["fedit", "ffa-lora"])
+def test_fresh_lora_methods_average_what_they_train(fed_setup, method):
+    config = RunConfig(name=f"avg-{method}", method=method, rounds=1, **{k: v for k, v in fed_setup.items() if k != "rounds"})
+    ws = build_workspace(config)
+    initial = trainable_state_dict(ws.model)
+    names = {n for n, _ in ws.model.named_parameters() if "lora_" in n}
+    trained_names = {n for n in names if method == "fedit" or ".lora_B." in n}
+    assert initial.keys() == trained_names and all(".q_proj." in n or ".v_proj." in n or ".down_proj." in n for n in names)
+    a_before = {n: p.detach().clone() for n, p in ws.model.named_parameters() if ".lora_A." in n}
+    results = [client_update(ws.model, ws.tokenizer, initial, {}, ws.client_data[c], training_of(config), client_seed(config, 1, c))
+               for c in (0, 1)]
+    a_after = {n: p.detach() for n, p in ws.model.named_parameters() if ".lora_A." in n}
+    assert all(torch.equal(a_before[n], a_after[n]) for n in a_before) == (method == "ffa-lora")
+    run_simulation(config, log=lambda *_: None)
+    metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    clients = [c["client"] for c in metrics[1]["clients"]]
+    own = {c: client_update(ws.model, ws.tokenizer, initial, {}, ws.client_data[c], training_of(config), client_seed(config, 1, c)) for c in clients}
+    n = {c: own[c].num_examples for c in clients}
+    final = load_file(config.run_dir / "checkpoints" / "round-0001.safetensors")
+    for key in initial:  # example-weighted mean, by hand in float64
+        expected = sum(n[c] * own[c].state[key].double().numpy() for c in clients) / sum(n.values())
+        np.testing.assert_allclose(final[key].numpy(), expected, rtol=1e-5, atol=1e-7)
+    assert results[0].metrics["tokens"] > 0 and results[0].metrics["cpu_s"] > 0
+
+
+def test_lorahub_search_returns_its_best_weights_and_objective(fed_setup):
+    config = RunConfig(name="hub", method="lorahub", **fed_setup)
+    ws = build_workspace(config)
+    examples = ws.client_data[0][:4]
+    start = module_weights(ws.model)
+    assert start == pytest.approx([1 / 3] * 3)  # the static routers start uniform
+    weights, objective, tokens = search_module_weights(ws.model, ws.tokenizer, examples, 2, 64, budget=6, seed=3)
+    assert len(weights) == 3 and all(-1.5 <= w <= 1.5 for w in weights)
+    assert module_weights(ws.model) == pytest.approx(weights)
+    batches = [collate([encode_for_training(ws.tokenizer, e, 64) for e in examples[i : i + 2]], ws.tokenizer.pad_token_id) for i in (0, 2)]
+    with torch.no_grad():
+        loss = np.mean([ws.model(**b).loss.item() for b in batches])
+    assert objective == pytest.approx(loss + 0.05 * np.abs(weights).mean(), rel=1e-5)
+    assert tokens == 7 * sum(int(b["attention_mask"].sum()) for b in batches)  # 6 evaluations + the final one
+    set_module_weights(ws.model, start)  # the same start and seed: the same search
+    again = search_module_weights(ws.model, ws.tokenizer, examples, 2, 64, budget=6, seed=3)
+    assert again[0] == pytest.approx(weights)
+
+
+def test_local_clients_train_alone_and_report_the_mean(fed_setup):
+    config = RunConfig(name="local", method="local", eeqa=False, **fed_setup)
+    summary = run_simulation(config, log=lambda *_: None)
+    metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert summary["cumulative_bytes_up"] == summary["cumulative_bytes_down"] == 0
+    assert [len(m["clients"]) for m in metrics[1:]] == [4, 4]
+    assert metrics[-1]["heldout_loss"] == pytest.approx(np.mean(metrics[-1]["heldout_loss_per_client"]))
+    ws = build_workspace(config)  # client 2 recomputed on its own: the same chain of client updates
+    state, quotas = trainable_state_dict(ws.model), {}
+    for round_ in (1, 2):
+        state = client_update(ws.model, ws.tokenizer, state, quotas, ws.client_data[2], training_of(config), client_seed(config, round_, 2)).state
+    saved = load_file(config.run_dir / "checkpoints" / "client-0002.safetensors")
+    assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in state)
+    load_trainable_state(ws.model, state)
+    # energy: every client's CPU seconds times the stated watts (nothing sent)
+    cpu = sum(c["cpu_s"] for m in metrics[1:] for c in m["clients"])
+    assert summary["energy_compute_j"] == pytest.approx(cpu * config.cpu_watts, rel=1e-3) and summary["energy_radio_j"] == 0
+
+
+def test_energy_counts_cpu_time_and_bytes_at_the_stated_rates(fed_setup):
+    config = RunConfig(name="energy", method="smartfed", cpu_watts=3.0, uplink_j_per_byte=2e-6, downlink_j_per_byte=5e-7, **fed_setup)
+    summary = run_simulation(config, log=lambda *_: None)
+    clients = [c for line in (config.run_dir / "metrics.jsonl").read_text().splitlines() for c in json.loads(line)["clients"]]
+    radio = sum(c["bytes_up"] * 2e-6 + c["bytes_down"] * 5e-7 for c in clients)
+    compute = sum(c["cpu_s"] * 3.0 for c in clients)
+    assert summary["energy_radio_j"] == pytest.approx(radio, rel=1e-3) and summary["energy_compute_j"] == pytest.approx(compute, rel=1e-3)
+    assert summary["energy_radio_j"] > 0 and summary["energy_compute_j"] > 0
+
+
+@pytest.mark.parametrize("composition", ["zh+math", "zh+code", "math+code"])
+def test_quick_comparison_script_runs_every_method_and_reports_ratios(fed_setup, tmp_path, composition):
+    """The composition script a user runs, in --quick mode, on the tiny model and pool."""
+    out = tmp_path / composition
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    script = ROOT / "experiments" / f"{composition}.sh"
+    pool = "[" + ",".join(f'"{p}"' for p in fed_setup["pool"]) + "]"
+    cmd = [str(script), "--quick", "--out", str(out), "--set", f"model={fed_setup['model']}", "--set", f"pool={pool}"]
+    if composition != "zh+math":  # every method once is enough; the other two run the core comparison
+        cmd += ["--methods", "smartfed-activation,fedit,local"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = (out / "report" / "report.md").read_text()
+    runs = {d.name: json.loads((d / "summary.json").read_text()) for d in out.iterdir() if (d / "summary.json").is_file()}
+    expected_runs = 11 if composition == "zh+math" else 3
+    assert len(runs) == expected_runs and all(f"| {name} |" in report for name in runs)
+    fedit = runs["fedit"]
+    for name, s in runs.items():
+        assert set(s["scores"]) == set({"zh+math": ("mgsm-zh", "ape210k"), "zh+code": ("humaneval", "mbpp"),
+                                        "math+code": ("gsm-hard-pal", "mbpp")}[composition])
+        if name not in ("fedit", "local"):
+            ratio = (fedit["cumulative_bytes_up"] + fedit["cumulative_bytes_down"]) / (s["cumulative_bytes_up"] + s["cumulative_bytes_down"])
+            energy = (fedit["energy_compute_j"] + fedit["energy_radio_j"]) / (s["energy_compute_j"] + s["energy_radio_j"])
+            row = next(line for line in report.splitlines() if line.startswith(f"| {name} | fedit |"))
+            assert f"| {ratio:.2f}x |" in row and f"| {energy:.2f}x |" in row
+    for png in ("heldout_loss.png", "loss_vs_bytes.png"):
+        assert (out / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quick_data_fraction_sweep_plots_score_and_loss_against_fraction(fed_setup, tmp_path):
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    pool = "[" + ",".join(f'"{p}"' for p in fed_setup["pool"]) + "]"
+    cmd = [str(ROOT / "experiments" / "data-fraction.sh"), "zh+math", "--quick", "--out", str(tmp_path / "sweep"),
+           "--set", f"model={fed_setup['model']}", "--set", f"pool={pool}"]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    finished = sorted(d.name for d in (tmp_path / "sweep").iterdir() if (d / "summary.json").is_file())
+    assert finished == sorted(f"{m}{s}" for m in ("smartfed-linear", "fedit") for s in ("-frac0.1", "-frac0.25", ""))
+    for name, fraction in (("smartfed-linear-frac0.1", 0.1), ("fedit-frac0.25", 0.25), ("fedit", 1.0)):
+        config = load_config(str(tmp_path / "sweep" / name / "config.toml"))
+        assert config.data_fraction == fraction
+        data = build_workspace(config).client_data  # each client keeps ceil(fraction * its share)
+        full = build_workspace(replace(config, data_fraction=1.0)).client_data
+        assert [len(d) for d in data] == [max(1, math.ceil(fraction * len(f))) for f in full]
+    report = tmp_path / "sweep" / "report-data-fraction"
+    assert "| smartfed-linear-frac0.1 | fedit-frac0.1 |" in (report / "report.md").read_text()
+    assert (report / "data_fraction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
