@@ -8,6 +8,9 @@
 # the report goes to runs/<composition>/report-data-fraction/ (table, ratios, score and loss vs fraction).
 # Running time on 2 CPU cores: TIME_STANDARD (default scale, with the 100% runs already made).
 set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+smartfed="$repo/.venv/bin/smartfed"  # the README's set-up; else whatever `smartfed` is on PATH
+[[ -x "$smartfed" ]] || smartfed=smartfed
 composition="${1:-zh+math}"
 [[ $# -gt 0 && "$1" != --* ]] && shift
-exec smartfed compare "$composition" --out "runs/$composition" --methods smartfed-linear,fedit --fractions 0.1,0.25,1 "$@"
+exec "$smartfed" compare "$composition" --out "runs/$composition" --methods smartfed-linear,fedit --fractions 0.1,0.25,1 "$@"

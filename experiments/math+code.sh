@@ -8,4 +8,7 @@
 # Running time on 2 CPU cores: TIME_STANDARD (default scale); --quick (CI smoke scale) about 1 min
 # on the tiny test model.
 set -euo pipefail
-exec smartfed compare "math+code" --out "runs/math+code" "$@"
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+smartfed="$repo/.venv/bin/smartfed"  # the README's set-up; else whatever `smartfed` is on PATH
+[[ -x "$smartfed" ]] || smartfed=smartfed
+exec "$smartfed" compare "math+code" --out "runs/math+code" "$@"

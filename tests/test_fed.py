@@ -177,7 +177,7 @@ def test_report_table_and_plots(fed_config, tmp_path):
     for config in configs:
         run_simulation(config, log=lambda *_: None)
     text = write_report([c.run_dir for c in configs], tmp_path / "report")
-    assert "| report-eeqa | linear | on | 2 |" in text and "| report-topk | linear | off | 2 |" in text
+    assert "| report-eeqa | smartfed | linear | on | 1 |" in text and "| report-topk | smartfed | linear | off | 1 |" in text
     assert not (tmp_path / "report" / "quotas-report-topk.png").exists()
     for png in ("heldout_loss.png", "quotas-report-eeqa.png"):
         assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

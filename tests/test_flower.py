@@ -109,14 +109,16 @@ def tiny_run(tiny_model_folder, deployment_env):
 
 
 def test_flower_deployment_equals_the_in_process_run(tiny_run, deployment_env):
+    """SuperNode 1 announces a weak device (k_avg = 1); the in-process run is told the same budget."""
     root, env = deployment_env
     flower_config = tiny_run("flower")
-    procs, connection = start_federation(root, env, [f"partition-id={p} num-partitions=2" for p in range(2)])
+    procs, connection = start_federation(root, env, ["partition-id=0 num-partitions=2", "partition-id=1 num-partitions=2 k-avg=1.0"])
     try:
         flwr_run(env, connection, flower_config, root / "runs" / "flower")
     finally:
         stop(procs)
-    local = load_config(str(tiny_run("local")))
+    assert load_config(str(root / "runs" / "flower" / "config.toml")).device_budgets == {1: 1.0}
+    local = load_config(str(tiny_run("local", weak_clients="1:1")))
     run_simulation(local, log=lambda *_: None)
 
     a = load_file(root / "runs" / "flower" / "checkpoints" / "round-0002.safetensors")
@@ -126,6 +128,9 @@ def test_flower_deployment_equals_the_in_process_run(tiny_run, deployment_env):
     local_metrics = [json.loads(l) for l in (root / "runs" / "local" / "metrics.jsonl").read_text().splitlines()]
     for f, l in zip(flower_metrics, local_metrics):
         assert (f["bytes_up"], f["bytes_down"], f["heldout_loss"]) == (l["bytes_up"], l["bytes_down"], l["heldout_loss"])
+    num_matrices = len(flower_metrics[0]["quotas"])
+    for m in flower_metrics[1:]:
+        assert {c["client"]: (c["quota_total"], c.get("budget_k_avg")) for c in m["clients"]} == {0: (2 * num_matrices, None), 1: (num_matrices, 1.0)}
 
 
 def test_faulty_supernodes_are_dropped_and_the_run_goes_on(tiny_run, deployment_env):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="markdown table and PNG plots (loss per round, EEQA quota heatmap) over runs")
+    p = sub.add_parser("report", help="comparison table, ratios vs FedIT and PNG plots (loss per round, loss vs bytes, data fraction, EEQA quotas) over runs")
     p.add_argument("runs", nargs="+", help="run folders (runs/<name>)")
     p.add_argument("--out", default="report", help="folder for report.md and the PNGs")
     p.set_defaults(run=run)

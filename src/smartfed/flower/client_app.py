@@ -1,6 +1,9 @@
 """The Flower ClientApp: a SuperNode's device. It trains routers with the same `client_update` as the
 simulator, on the partition its SuperNode was given (`--node-config "partition-id=P num-partitions=N"`).
 
+`--node-config "... k-avg=1.0"` announces a weak device: it can afford k_avg experts per matrix on
+average (EEQA device budgets); the server scales its quotas down.
+
 `--node-config "... fault=nan|crash|missing-key"` makes the node misbehave on purpose, to test the
 server's fault handling across real processes."""
 
@@ -28,7 +31,10 @@ def _partition(context: Context, num_clients: int) -> int:
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     config = config_from(context.run_config)
-    return Message(RecordDict({"node": ConfigRecord({"partition-id": _partition(context, config.num_clients)})}), reply_to=msg)
+    node = ConfigRecord({"partition-id": _partition(context, config.num_clients)})
+    if "k-avg" in context.node_config:
+        node["k-avg"] = float(context.node_config["k-avg"])
+    return Message(RecordDict({"node": node}), reply_to=msg)
 
 
 @app.train()

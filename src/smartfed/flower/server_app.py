@@ -5,6 +5,7 @@ The router payload is carried as the same safetensors bytes the simulator counts
 
 import json
 import time
+from dataclasses import replace
 
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
@@ -15,22 +16,26 @@ from smartfed.flower.task import config_from, workspace
 app = ServerApp()
 
 
-def discover_partitions(grid: Grid, num_clients: int, wait_s: float = 300.0) -> dict[int, int]:
-    """partition id -> node id, asking every connected SuperNode which partition it holds."""
+def discover_partitions(grid: Grid, num_clients: int, wait_s: float = 300.0) -> tuple[dict[int, int], dict[int, float]]:
+    """(partition id -> node id, partition id -> announced k_avg), asking every connected SuperNode
+    which partition it holds and whether it is a weak device with a smaller expert budget."""
     deadline = time.time() + wait_s
     while len(list(grid.get_node_ids())) < num_clients:
         if time.time() > deadline:
             raise TimeoutError(f"expected {num_clients} SuperNodes, found {len(list(grid.get_node_ids()))} after {wait_s:.0f} s")
         time.sleep(1.0)
     queries = [Message(RecordDict(), dst_node_id=node, message_type=MessageType.QUERY) for node in grid.get_node_ids()]
-    mapping = {}
+    mapping, budgets = {}, {}
     for reply in grid.send_and_receive(queries, timeout=wait_s):
         if reply.has_error():
             raise RuntimeError(f"SuperNode {reply.metadata.src_node_id}: {reply.error.reason}")
-        mapping[int(reply.content["node"]["partition-id"])] = reply.metadata.src_node_id
+        node = reply.content["node"]
+        mapping[int(node["partition-id"])] = reply.metadata.src_node_id
+        if "k-avg" in node:
+            budgets[int(node["partition-id"])] = float(node["k-avg"])
     if sorted(mapping) != list(range(num_clients)):
         raise ValueError(f"expected SuperNodes holding partitions 0..{num_clients - 1}, found {sorted(mapping)}")
-    return mapping
+    return mapping, budgets
 
 
 @app.main()
@@ -39,7 +44,10 @@ def main(grid: Grid, context: Context) -> None:
     if config.method == "local":
         raise ValueError("method 'local' is not federated: run it with `smartfed run` (nothing to send)")
     ws = workspace(config)
-    node_of = discover_partitions(grid, config.num_clients)
+    node_of, announced = discover_partitions(grid, config.num_clients)
+    if announced:  # budgets the devices announced win over the run config's; validated like any config value
+        budgets = config.device_budgets | announced
+        config = replace(config, weak_clients=",".join(f"{c}:{k:g}" for c, k in sorted(budgets.items())))
 
     def exchange(round_: int, payload: bytes, quotas: dict[int, dict[str, int]], clients: list[int]) -> list[ClientReply]:
         messages = [
