@@ -182,3 +182,22 @@ def test_quick_data_fraction_sweep_plots_score_and_loss_against_fraction(fed_set
     report = tmp_path / "sweep" / "report-data-fraction"
     assert "| smartfed-linear-frac0.1 | fedit-frac0.1 |" in (report / "report.md").read_text()
     assert (report / "data_fraction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_ratio_table_is_computed_from_the_runs():
+    from smartfed.report.runs import RunResult, ratio_table, summary_table
+
+    def result(name, method, losses, up, down, energy, scores):
+        metrics = [{"round": r, "heldout_loss": loss, "cumulative_bytes_up": 0, "cumulative_bytes_down": 0} for r, loss in enumerate(losses)]
+        summary = {"cumulative_bytes_up": up, "cumulative_bytes_down": down, "energy_compute_j": energy, "energy_radio_j": 0.0,
+                   "scores": scores, "wall_s": 1.0}
+        return RunResult(name, RunConfig(method=method), metrics, summary)
+
+    fedit = result("fedit", "fedit", [3.0, 2.8, 2.6, 2.5, 2.4], 400, 400, 100.0, {"a": 0.2, "b": 0.4})
+    fast = result("fast", "smartfed", [3.0, 2.5, 2.3, 2.2, 2.1], 10, 30, 40.0, {"a": 0.3, "b": 0.4})
+    slow = result("slow", "lorahub", [3.0, 2.9, 2.9, 2.8, 2.7], 8, 8, 200.0, {"a": 0.0, "b": 0.0})
+    table = ratio_table([fedit, fast, slow])
+    # fast reaches FedIT's final 2.4 in round 2 (FedIT: round 4) -> 2.00x; 800 / 40 bytes; 100 / 40 J
+    assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | 2.50x |" in table
+    assert "| slow | fedit | -30.0 | +0.3000 | not reached | 50.00x | 0.50x |" in table
+    assert "| fast | smartfed | linear | on | 1 | 30.0 | 40.0 | 3.0000 -> 2.1000 | 2 |" in summary_table([fedit, fast, slow])

@@ -12,6 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from smartfed.errors import SmartFedError
 from smartfed.fed.config import RunConfig, load_config, provenance
 from smartfed.io import atomic_path, atomic_write_text
 
@@ -70,5 +71,5 @@ class RunFolder:
     def summary(self) -> dict:
         path = self.path / SUMMARY
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: no summary; the run did not finish (resume it with `smartfed run --resume {self.path}`)")
+            raise SmartFedError(f"{path}: no summary; the run did not finish (resume it with `smartfed run --resume {self.path}`)")
         return json.loads(path.read_text())

@@ -191,7 +191,8 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     ratios = ratio_table(results)
     plots = [loss_plot(results, out_dir / "heldout_loss.png"), bytes_plot(results, out_dir / "loss_vs_bytes.png"),
              fraction_plot(results, out_dir / "data_fraction.png")]
-    plots += [quota_heatmap(Path(d), out_dir / f"quotas-{r.name}.png") for d, r in zip(run_dirs, results) if r.config.uses_eeqa]
+    plots += [quota_heatmap(Path(d), out_dir / f"quotas-{r.name}.png") for d, r in zip(run_dirs, results)
+              if r.config.uses_eeqa and r.config.method == "smartfed"]  # `local` clients each keep their own quotas
     text = summary_table(results) + "\n"
     if ratios.count("\n") > 1:
         text += "\nAgainst FedIT on the same data (computed from the runs above):\n\n" + ratios + "\n"
