@@ -57,7 +57,7 @@ def run_comparison(configs: list[RunConfig], log=print) -> list[Path]:
         resume = (folder / "checkpoints").is_dir() and config.method != "local"
         if (folder / "metrics.jsonl").exists() and not resume:
             shutil.rmtree(folder)  # an unfinished `local` run, or one killed before its first checkpoint
-        log(f"== {config.name}: method {config.method}" + (f", router {config.router}" if config.routed_with else "")
+        log(f"== {config.name}: method {config.method}" + (f", router {config.routed_with}" if config.routed_with else "")
             + f", data fraction {config.data_fraction:g}" + (" (resuming)" if resume else ""))
         run_simulation(config, resume=resume, log=log)
     return [c.run_dir for c in configs]
