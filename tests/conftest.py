@@ -98,3 +98,12 @@ def tiny_model_folder(smollm, tmp_path_factory):
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
+
+
+def tiny_pool(model_folder: str, root: Path, num_modules: int) -> list[str]:
+    """`num_modules` PEFT LoRA folders (r=4 on q, v, down) made on the tiny model of `model_folder`."""
+    from smartfed import load_base_model
+
+    model, _ = load_base_model(model_folder)
+    return [str(make_adapter(model, root / f"m{n}", n, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+            for n in range(num_modules)]

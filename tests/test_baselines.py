@@ -16,11 +16,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_adapter
-from smartfed import ExpertPool, attach_experts, load_base_model
+from conftest import tiny_pool
+from smartfed import ExpertPool, attach_experts
 from smartfed.baselines import module_weights, search_module_weights
-from smartfed.baselines.fresh_lora import attach_fresh_lora
-from smartfed.data import composition_splits
 from smartfed.eval.generate import collate, encode_for_training
 from smartfed.experts import routed_layers, set_module_weights
 from smartfed.fed.client import client_update
@@ -55,9 +53,8 @@ def test_module_router_is_a_per_token_softmax_mix_of_peft_deltas(block_adapters)
 
 @pytest.fixture(scope="module")
 def fed_setup(tiny_model_folder, tmp_path_factory):
-    model, _ = load_base_model(tiny_model_folder)
     root = tmp_path_factory.mktemp("baselines")
-    pool = [str(make_adapter(model, root / f"m{n}", n, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])) for n in range(3)]
+    pool = tiny_pool(tiny_model_folder, root, 3)
     return dict(model=tiny_model_folder, pool=pool, out_dir=str(root / "runs"), composition="zh+math", num_clients=4,
                 clients_per_round=2, min_clients=2, rounds=2, local_steps=3, batch_size=2, max_length=64, eval_examples=4, lr=0.05)
 

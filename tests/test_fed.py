@@ -7,8 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import make_adapter
-from smartfed import load_base_model
+from conftest import tiny_pool
 from smartfed.fed.client import client_update
 from smartfed.fed.config import ConfigError, RunConfig, load_config
 from smartfed.fed.server import UpdateRejected, aggregate, check_update
@@ -73,9 +72,8 @@ def test_config_validation_names_the_key(tmp_path):
 
 @pytest.fixture(scope="module")
 def fed_config(tiny_model_folder, tmp_path_factory):
-    model, _ = load_base_model(tiny_model_folder)
     root = tmp_path_factory.mktemp("fed")
-    pool = [str(make_adapter(model, root / f"m{n}", n, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])) for n in range(2)]
+    pool = tiny_pool(tiny_model_folder, root, 2)
     return dict(model=tiny_model_folder, pool=pool, out_dir=str(root / "runs"), composition="zh+math", num_clients=6,
                 clients_per_round=3, min_clients=2, rounds=3, local_steps=2, batch_size=2, max_length=96, eval_examples=8, lr=0.05)
 

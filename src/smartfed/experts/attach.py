@@ -134,9 +134,14 @@ def load_router_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor]) 
     params = {
         f"{name}.{key}": p for name, layer in routed_layers(model).items() for key, p in layer.router.named_parameters()
     }
+    copy_into(params, state, "router state")
+
+
+def copy_into(params: Mapping[str, nn.Parameter], state: Mapping[str, torch.Tensor], what: str) -> None:
+    """params[k] <- state[k] for every key, after checking keys, shapes and dtypes (RouterStateError)."""
     why = state_mismatch(state, params)
     if why:
-        raise RouterStateError(f"router state: {why}")
+        raise RouterStateError(f"{what}: {why}")
     with torch.no_grad():
         for key, p in params.items():
             p.copy_(state[key])

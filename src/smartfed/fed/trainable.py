@@ -7,9 +7,8 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from smartfed.errors import RouterStateError
 from smartfed.experts import load_router_state_dict, routed_layers, router_state_dict
-from smartfed.experts.attach import state_mismatch
+from smartfed.experts.attach import copy_into
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
@@ -31,10 +30,4 @@ def load_trainable_state(model: nn.Module, state: Mapping[str, torch.Tensor]) ->
     """Copy a state in; any missing or unexpected key, or a wrong shape or dtype, is an error."""
     if routed_layers(model):
         return load_router_state_dict(model, state)
-    params = _named_trainable(model)
-    why = state_mismatch(state, params)
-    if why:
-        raise RouterStateError(f"trainable state: {why}")
-    with torch.no_grad():
-        for key, p in params.items():
-            p.copy_(state[key])
+    copy_into(_named_trainable(model), state, "trainable state")
