@@ -6,11 +6,11 @@ mid-way is resumed from its last round (`local` runs are started again).
 """
 
 import shutil
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 from smartfed.fed.config import ConfigError, RunConfig, load_config
-from smartfed.fed.run_folder import SUMMARY
+from smartfed.fed.run_folder import SUMMARY, RunFolder
 
 # run name -> config keys: every router kind with and without EEQA, and every baseline.
 METHOD_RUNS: dict[str, dict] = {
@@ -36,6 +36,10 @@ def comparison_configs(composition: str, out_dir: str, methods: list[str], fract
     unknown = [m for m in methods if m not in METHOD_RUNS]
     if unknown:
         raise ConfigError(f"unknown method run '{unknown[0]}': expected one of {', '.join(METHOD_RUNS)}")
+    controlled = {"name", "data_fraction", *(k for run in METHOD_RUNS.values() for k in run)}
+    fixed = sorted({item.split("=", 1)[0].strip() for item in overrides} & controlled)
+    if fixed:
+        raise ConfigError(f"--set {fixed[0]}=...: expected a key the sweep does not set itself (it sets {sorted(controlled)})")
     base = load_config(overrides=list(overrides), base={**(QUICK if quick else STANDARD), "composition": composition, "out_dir": out_dir})
     configs = []
     for method in methods:
@@ -51,6 +55,12 @@ def run_comparison(configs: list[RunConfig], log=print) -> list[Path]:
 
     for config in configs:
         folder = config.run_dir
+        if (folder / "config.toml").is_file():
+            earlier = RunFolder(folder).config()
+            differ = [f.name for f in fields(RunConfig) if getattr(earlier, f.name) != getattr(config, f.name)]
+            if differ:
+                raise ConfigError(f"{folder / 'config.toml'}: an earlier run with other settings ({', '.join(differ)}); "
+                                  f"expected {differ[0]}={getattr(config, differ[0])!r}, found {getattr(earlier, differ[0])!r}: use another --out")
         if (folder / SUMMARY).is_file():
             log(f"{folder}: finished earlier, kept")
             continue

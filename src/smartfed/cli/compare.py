@@ -21,7 +21,12 @@ def run(args) -> None:
     from smartfed.report.runs import write_report
 
     out = Path(args.out or f"runs/compare-{args.composition}")
-    fractions = [float(f) for f in args.fractions.split(",")]
+    from smartfed.fed.config import ConfigError
+
+    try:
+        fractions = [float(f) for f in args.fractions.split(",")]
+    except ValueError as err:
+        raise ConfigError(f"--fractions: expected comma-separated numbers in (0, 1], found {args.fractions!r}") from err
     configs = comparison_configs(args.composition, str(out), args.methods.split(","), fractions, args.quick, args.overrides)
     runs = run_comparison(configs)
     report_dir = out / ("report" if fractions == [1.0] else "report-data-fraction")  # a sweep may share the runs folder

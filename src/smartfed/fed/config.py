@@ -74,7 +74,7 @@ class RunConfig:
             if not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool):
                 raise ConfigError(f"config key '{f.name}': expected {expected.__name__}, found {value!r}")
             object.__setattr__(self, f.name, value)
-        positive = ("lora_rank", "search_budget", "realloc_every", "top_k", "num_clients", "clients_per_round", "min_clients", "rounds", "local_steps", "batch_size", "max_length", "eval_every", "eval_examples")
+        positive = ("lora_rank", "search_budget", "k_min", "realloc_every", "top_k", "num_clients", "clients_per_round", "min_clients", "rounds", "local_steps", "batch_size", "max_length", "eval_every", "eval_examples")
         for key in positive:
             if getattr(self, key) < 1:
                 raise ConfigError(f"config key '{key}': expected >= 1, found {getattr(self, key)}")
@@ -99,7 +99,9 @@ class RunConfig:
             raise ConfigError(f"config key 'lr': expected in (0, 1), found {self.lr}")
         if self.score_examples < 0:
             raise ConfigError(f"config key 'score_examples': expected >= 0, found {self.score_examples}")
-        for key in ("lora_alpha", "cpu_watts", "uplink_j_per_byte", "downlink_j_per_byte"):
+        if self.lora_alpha <= 0:
+            raise ConfigError(f"config key 'lora_alpha': expected > 0, found {self.lora_alpha}")
+        for key in ("cpu_watts", "uplink_j_per_byte", "downlink_j_per_byte"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key '{key}': expected >= 0, found {getattr(self, key)}")
         if not 0 < self.data_fraction <= 1:

@@ -127,6 +127,7 @@ def run_federation(config: RunConfig, ws: Workspace, exchange: Exchange, resume:
             record = {"client": reply.client, "quota_total": sum(client_quotas[reply.client].values()),
                       "bytes_down": len(payload) + len(json.dumps(client_quotas[reply.client]).encode()),
                       "bytes_up": len(reply.upload or b"") + importance_bytes(reply.importance), "status": reply.status}
+            record |= {k: reply.metrics[k] for k in ("cpu_s", "tokens") if k in reply.metrics}  # spent even if rejected
             clients.append(record)
             if reply.upload is None:
                 log(f"round {round_}: client {reply.client} {reply.status}")

@@ -34,15 +34,16 @@ def run_local(config: RunConfig, ws: Workspace, log=print) -> dict:
     for round_ in range(1, config.rounds + 1):
         began, clients = time.time(), []
         for c in range(config.num_clients):
-            result = client_update(ws.model, ws.tokenizer, trained[c][0], next_quotas[c], ws.client_data[c], training_of(config),
+            quotas = planners[c].for_client(c, next_quotas[c])  # a weak device's smaller budget
+            result = client_update(ws.model, ws.tokenizer, trained[c][0], quotas, ws.client_data[c], training_of(config),
                                    client_seed(config, round_, c))
             clients.append({"client": c, "status": "ok", "num_examples": result.num_examples, "bytes_up": 0, "bytes_down": 0,
-                            "quota_total": sum(next_quotas[c].values()), **result.metrics})
-            trained[c] = (result.state, next_quotas[c])
+                            "quota_total": sum(quotas.values()), **result.metrics})
+            trained[c] = (result.state, quotas)
             next_quotas[c] = planners[c].update(round_, [(result.importance, result.num_examples)] if result.importance else [], next_quotas[c])
         line = {"round": round_, "clients": clients, "accepted": len(clients),
                 "train_loss": sum(c["train_loss"] * c["num_examples"] for c in clients) / sum(c["num_examples"] for c in clients),
-                "quotas": initial_quotas, "bytes_up": 0, "bytes_down": 0, "cumulative_bytes_up": 0, "cumulative_bytes_down": 0,
+                "bytes_up": 0, "bytes_down": 0, "cumulative_bytes_up": 0, "cumulative_bytes_down": 0,
                 **round_energy(config, clients)}
         if round_ % config.eval_every == 0 or round_ == config.rounds:
             losses = [evaluate(ws, *trained[c]) for c in range(config.num_clients)]

@@ -18,8 +18,9 @@ def score_run(config: RunConfig, ws: Workspace, run: RunFolder, states: list[tup
     """{suite: score} on the first `config.score_examples` items of each suite of the composition.
 
     One (state, quotas) is the global model. Several (method `local`: one per client) share each
-    suite's items round-robin, so every item is answered once and the score is the mean accuracy
-    of a client's own model. Every output goes to scores.json.
+    suite's items round-robin, so every item is answered once and the score estimates the mean
+    accuracy of a client's own model; with fewer items than clients only the first `score_examples`
+    clients answer. Every output goes to scores.json.
     """
     report = {}
     for suite in COMPOSITIONS[config.composition].eval_suites:

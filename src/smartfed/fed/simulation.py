@@ -27,7 +27,8 @@ def local_exchange(config: RunConfig, ws: Workspace, client_fn: Callable = clien
                 continue
             seconds = time.time() - began
             if config.client_timeout_s and seconds > config.client_timeout_s:
-                yield ClientReply(client, None, status=f"dropped: took {seconds:.1f} s > client_timeout_s={config.client_timeout_s}")
+                yield ClientReply(client, None, metrics=result.metrics,
+                                  status=f"dropped: took {seconds:.1f} s > client_timeout_s={config.client_timeout_s}")
                 continue
             yield ClientReply(client, encode_state(result.state), result.num_examples,
                               result.metrics | {"seconds": round(seconds, 2)}, importance=result.importance)

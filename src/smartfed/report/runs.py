@@ -67,11 +67,11 @@ def summary_table(results: list[RunResult]) -> str:
              "|---|---|---|---|---:|" + "---:|" * len(suites) + "---|---:|---:|---:|---:|---:|"]
     for r in results:
         c, fedit = r.config, fedit_of(r, results)
-        reach = r.rounds_to_reach(fedit.losses[-1][1]) if fedit else None
+        reach = r.rounds_to_reach(fedit.losses[-1][1]) if fedit and r.config.eval_every == 1 else None
         scores = r.summary.get("scores", {})
         cells = [r.name, c.method, c.routed_with or f"LoRA r{c.lora_rank}", "on" if c.uses_eeqa else "off", f"{c.data_fraction:g}",
                  *(_fmt(None if scores.get(s) is None else 100 * scores[s], ".1f") for s in suites),
-                 f"{r.losses[0][1]:.4f} -> {r.losses[-1][1]:.4f}", "-" if not fedit else _fmt(reach, "d", "not reached"),
+                 f"{r.losses[0][1]:.4f} -> {r.losses[-1][1]:.4f}", "-" if not fedit or r.config.eval_every != 1 else _fmt(reach, "d", "not reached"),
                  f"{r.summary['cumulative_bytes_up'] / 1e6:.2f}", f"{r.summary['cumulative_bytes_down'] / 1e6:.2f}",
                  f"{r.energy_j / 1e3:.2f}", f"{r.summary['wall_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
@@ -89,10 +89,12 @@ def ratio_table(results: list[RunResult]) -> str:
         target = fedit.losses[-1][1]
         reach, fedit_reach = r.rounds_to_reach(target), fedit.rounds_to_reach(target)
         convergence = f"{fedit_reach / reach:.2f}x" if reach else "not reached"
+        if r.config.eval_every != 1 or fedit.config.eval_every != 1:  # only rounds that were evaluated can count
+            convergence = "- (not evaluated every round)"
         score_delta = None if r.mean_score is None or fedit.mean_score is None else 100 * (r.mean_score - fedit.mean_score)
         bytes_ratio = f"{fedit.bytes_total / r.bytes_total:.2f}x" if r.bytes_total else "nothing sent"
         lines.append(f"| {r.name} | {fedit.name} | {_fmt(score_delta, '+.1f')} | {r.losses[-1][1] - target:+.4f} | {convergence} | "
-                     f"{bytes_ratio} | {fedit.energy_j / r.energy_j:.2f}x |")
+                     f"{bytes_ratio} | {f'{fedit.energy_j / r.energy_j:.2f}x' if r.energy_j else '-'} |")
     return "\n".join(lines)
 
 
