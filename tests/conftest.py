@@ -107,3 +107,15 @@ def tiny_pool(model_folder: str, root: Path, num_modules: int) -> list[str]:
     model, _ = load_base_model(model_folder)
     return [str(make_adapter(model, root / f"m{n}", n, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
             for n in range(num_modules)]
+
+
+@pytest.fixture
+def block_adapters(tmp_path):
+    base = ParallelBlock()
+    folders = [
+        make_adapter(base, tmp_path / "a", 0, r=4, lora_alpha=8, target_modules=["q", "k"]),
+        make_adapter(base, tmp_path / "b", 1, r=2, lora_alpha=7, use_rslora=True, target_modules=["q", "c"], fan_in_fan_out=True),
+        make_adapter(base, tmp_path / "c", 2, r=3, lora_alpha=3, target_modules=["k", "c"], rank_pattern={"c": 5}, fan_in_fan_out=True),
+    ]
+    x = torch.randn(3, 5, 16, generator=torch.Generator().manual_seed(3))
+    return base, folders, x

@@ -27,12 +27,12 @@ from smartfed.fed.federation import client_seed, training_of
 from smartfed.fed.simulation import run_simulation
 from smartfed.fed.trainable import trainable_state_dict
 from smartfed.fed.workspace import build_workspace
-from test_exactness import block_adapters, peft_output  # noqa: F401  (fixture)
+from test_exactness import peft_output
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_module_router_is_a_per_token_softmax_mix_of_peft_deltas(block_adapters):  # noqa: F811
+def test_module_router_is_a_per_token_softmax_mix_of_peft_deltas(block_adapters):
     base, folders, x = block_adapters
     pool = ExpertPool.from_adapters(folders, base)
     model = attach_experts(copy.deepcopy(base), pool, router="module", init_std=1.0)

@@ -2,11 +2,10 @@
 
 import copy
 
-import pytest
 import torch
 from peft import PeftModel
 
-from conftest import ParallelBlock, make_adapter, tiny_gpt2
+from conftest import make_adapter, tiny_gpt2
 from smartfed import ExpertPool, attach_experts, detach_experts
 from smartfed.experts import routed_layers, set_module_weights
 
@@ -48,18 +47,6 @@ def test_static_one_hot_reproduces_peft_on_gpt2_conv1d(tmp_path):
     for n, folder in enumerate(folders):
         one_hot = [float(i == n) for i in range(2)]
         torch.testing.assert_close(smartfed_static(base, pool, one_hot, inputs), peft_output(base, folder, inputs), rtol=1e-5, atol=1e-5)
-
-
-@pytest.fixture
-def block_adapters(tmp_path):
-    base = ParallelBlock()
-    folders = [
-        make_adapter(base, tmp_path / "a", 0, r=4, lora_alpha=8, target_modules=["q", "k"]),
-        make_adapter(base, tmp_path / "b", 1, r=2, lora_alpha=7, use_rslora=True, target_modules=["q", "c"], fan_in_fan_out=True),
-        make_adapter(base, tmp_path / "c", 2, r=3, lora_alpha=3, target_modules=["k", "c"], rank_pattern={"c": 5}, fan_in_fan_out=True),
-    ]
-    x = torch.randn(3, 5, 16, generator=torch.Generator().manual_seed(3))
-    return base, folders, x
 
 
 def test_static_mix_is_the_weighted_sum_of_peft_deltas(block_adapters):
