@@ -198,3 +198,15 @@ def test_ratio_table_is_computed_from_the_runs():
     assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | 2.50x |" in table
     assert "| slow | fedit | -30.0 | +0.3000 | not reached | 50.00x | 0.50x |" in table
     assert "| fast | smartfed | linear | on | 1 | 30.0 | 40.0 | 3.0000 -> 2.1000 | 2 |" in summary_table([fedit, fast, slow])
+
+
+def test_report_names_the_file_and_keys_of_a_run_without_energy(tmp_path):
+    from smartfed.errors import SmartFedError
+    from smartfed.fed.run_folder import RunFolder
+    from smartfed.report.runs import RunResult
+
+    run = RunFolder(tmp_path / "old")
+    run.create(RunConfig(name="old"))
+    run.write_summary({"cumulative_bytes_up": 1, "cumulative_bytes_down": 2, "wall_s": 1.0})
+    with pytest.raises(SmartFedError, match=r"old/summary.json: .*missing energy_compute_j, energy_radio_j"):
+        RunResult.read(tmp_path / "old")

@@ -11,9 +11,13 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from smartfed.errors import SmartFedError  # noqa: E402
 from smartfed.fed.config import RunConfig  # noqa: E402
 from smartfed.fed.run_folder import RunFolder  # noqa: E402
 from smartfed.io import atomic_write_text  # noqa: E402
+
+
+SUMMARY_KEYS = ("cumulative_bytes_up", "cumulative_bytes_down", "energy_compute_j", "energy_radio_j", "wall_s")
 
 
 @dataclass
@@ -26,7 +30,12 @@ class RunResult:
     @classmethod
     def read(cls, run_dir: Path) -> "RunResult":
         run = RunFolder(run_dir)
-        return cls(Path(run_dir).name, run.config(), run.metrics(), run.summary())
+        summary = run.summary()
+        missing = [key for key in SUMMARY_KEYS if key not in summary]
+        if missing:
+            raise SmartFedError(f"{run.path / 'summary.json'}: expected keys {', '.join(SUMMARY_KEYS)}; missing "
+                                f"{', '.join(missing)} (a run made before the energy model: rerun it)")
+        return cls(Path(run_dir).name, run.config(), run.metrics(), summary)
 
     @property
     def losses(self) -> list[tuple[int, float]]:
