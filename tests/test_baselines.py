@@ -184,20 +184,23 @@ def test_quick_data_fraction_sweep_plots_score_and_loss_against_fraction(fed_set
 def test_ratio_table_is_computed_from_the_runs():
     from smartfed.report.runs import RunResult, ratio_table, summary_table
 
-    def result(name, method, losses, up, down, energy, scores):
-        metrics = [{"round": r, "heldout_loss": loss, "cumulative_bytes_up": 0, "cumulative_bytes_down": 0} for r, loss in enumerate(losses)]
+    def result(name, method, losses, up, down, energy, scores, tokens_per_round):
+        metrics = [{"round": r, "heldout_loss": loss, "cumulative_bytes_up": 0, "cumulative_bytes_down": 0,
+                    "clients": [{"tokens": t} for t in tokens_per_round] if r else []} for r, loss in enumerate(losses)]
         summary = {"cumulative_bytes_up": up, "cumulative_bytes_down": down, "energy_compute_j": energy, "energy_radio_j": 0.0,
-                   "scores": scores, "wall_s": 1.0}
+                   "client_cpu_s": energy / 7.5, "scores": scores, "wall_s": 1.0}
         return RunResult(name, RunConfig(method=method), metrics, summary)
 
-    fedit = result("fedit", "fedit", [3.0, 2.8, 2.6, 2.5, 2.4], 400, 400, 100.0, {"a": 0.2, "b": 0.4})
-    fast = result("fast", "smartfed", [3.0, 2.5, 2.3, 2.2, 2.1], 10, 30, 40.0, {"a": 0.3, "b": 0.4})
-    slow = result("slow", "lorahub", [3.0, 2.9, 2.9, 2.8, 2.7], 8, 8, 200.0, {"a": 0.0, "b": 0.0})
+    fedit = result("fedit", "fedit", [3.0, 2.8, 2.6, 2.5, 2.4], 400, 400, 100.0, {"a": 0.2, "b": 0.4}, [100, 150])
+    fast = result("fast", "smartfed", [3.0, 2.5, 2.3, 2.2, 2.1], 10, 30, 40.0, {"a": 0.3, "b": 0.4}, [125])
+    slow = result("slow", "lorahub", [3.0, 2.9, 2.9, 2.8, 2.7], 8, 8, 200.0, {"a": 0.0, "b": 0.0}, [1000, 1500])
     table = ratio_table([fedit, fast, slow])
-    # fast reaches FedIT's final 2.4 in round 2 (FedIT: round 4) -> 2.00x; 800 / 40 bytes; 100 / 40 J
-    assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | 2.50x |" in table
-    assert "| slow | fedit | -30.0 | +0.3000 | not reached | 50.00x | 0.50x |" in table
-    assert "| fast | smartfed | linear | on | 1 | 30.0 | 40.0 | 3.0000 -> 2.1000 | 2 |" in summary_table([fedit, fast, slow])
+    # fast reaches FedIT's final 2.4 in round 2 (FedIT: round 4) -> 2.00x; 800 / 40 bytes; 100 / 40 J;
+    # compute: FedIT trains 4 x 250 tokens = 2000 passes, fast 4 x 125 trained = 1000, slow 4 x 2500 forward only = 10000
+    assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | 2.50x | 2.00x |" in table
+    assert "| slow | fedit | -30.0 | +0.3000 | not reached | 50.00x | 0.50x | 0.20x |" in table
+    assert "| fast | smartfed | linear | on | 1 | 30.0 | 40.0 | 3.0000 -> 2.1000 | 2 | 0.00 | 0.00 | 0.04 | 5 | 1.0 | 1 |" \
+        in summary_table([fedit, fast, slow])
 
 
 def test_report_names_the_file_and_keys_of_a_run_without_energy(tmp_path):

@@ -7,6 +7,20 @@ docs/energy.md). A dropped client still received the global state: its download 
 """
 
 
+FORWARD_ONLY_METHODS = ("lorahub",)  # gradient-free search: its client tokens only go forward
+
+
+def forward_token_passes(method: str, tokens: int) -> int:
+    """A client's compute in forward-pass token equivalents, a contention-free cross-check of its CPU time.
+
+    A forward pass costs about 2 x params FLOPs per token; a training step about twice that (the
+    backward pass computes activation gradients through the frozen base weights, about 2 x params
+    per token, and skips their weight gradients); the trained routers or LoRA weights add well under
+    1% at these ranks. So a trained token is 2 passes, a forward-only (LoRAHub search) token 1.
+    """
+    return tokens * (1 if method in FORWARD_ONLY_METHODS else 2)
+
+
 def client_energy(config, record: dict) -> tuple[float, float]:
     """(compute J, radio J) of one client's round from its metrics record."""
     compute = record.get("cpu_s", 0.0) * config.cpu_watts

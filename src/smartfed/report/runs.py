@@ -15,9 +15,10 @@ from smartfed.errors import SmartFedError  # noqa: E402
 from smartfed.fed.config import RunConfig  # noqa: E402
 from smartfed.fed.run_folder import RunFolder  # noqa: E402
 from smartfed.io import atomic_write_text  # noqa: E402
+from smartfed.metrics.energy import forward_token_passes  # noqa: E402
 
 
-SUMMARY_KEYS = ("cumulative_bytes_up", "cumulative_bytes_down", "energy_compute_j", "energy_radio_j", "wall_s")
+SUMMARY_KEYS = ("cumulative_bytes_up", "cumulative_bytes_down", "energy_compute_j", "energy_radio_j", "client_cpu_s", "wall_s")
 
 
 @dataclass
@@ -50,6 +51,12 @@ class RunResult:
         return self.summary["energy_compute_j"] + self.summary["energy_radio_j"]
 
     @property
+    def token_passes(self) -> int:
+        """Client compute over the run in forward-pass token equivalents (smartfed.metrics.energy)."""
+        tokens = sum(c.get("tokens", 0) for m in self.metrics for c in m.get("clients", []))
+        return forward_token_passes(self.config.method, tokens)
+
+    @property
     def mean_score(self) -> float | None:
         scores = self.summary.get("scores")
         return sum(scores.values()) / len(scores) if scores else None
@@ -72,8 +79,9 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 def summary_table(results: list[RunResult]) -> str:
     suites = list(dict.fromkeys(s for r in results for s in r.summary.get("scores", {})))
     lines = ["| run | method | router | EEQA | data | " + " | ".join(f"{s} %" for s in suites) + (" | " if suites else "")
-             + "held-out loss start -> end | rounds to FedIT's final loss | MB up | MB down | energy kJ | wall s |",
-             "|---|---|---|---|---:|" + "---:|" * len(suites) + "---|---:|---:|---:|---:|---:|"]
+             + "held-out loss start -> end | rounds to FedIT's final loss | MB up | MB down | energy kJ | client CPU s "
+             "| client compute (k token-passes) | wall s |",
+             "|---|---|---|---|---:|" + "---:|" * len(suites) + "---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         c, fedit = r.config, fedit_of(r, results)
         reach = r.rounds_to_reach(fedit.losses[-1][1]) if fedit and r.config.eval_every == 1 else None
@@ -82,7 +90,8 @@ def summary_table(results: list[RunResult]) -> str:
                  *(_fmt(None if scores.get(s) is None else 100 * scores[s], ".1f") for s in suites),
                  f"{r.losses[0][1]:.4f} -> {r.losses[-1][1]:.4f}", "-" if not fedit or r.config.eval_every != 1 else _fmt(reach, "d", "not reached"),
                  f"{r.summary['cumulative_bytes_up'] / 1e6:.2f}", f"{r.summary['cumulative_bytes_down'] / 1e6:.2f}",
-                 f"{r.energy_j / 1e3:.2f}", f"{r.summary['wall_s']:.0f}"]
+                 f"{r.energy_j / 1e3:.2f}", f"{r.summary['client_cpu_s']:.0f}", f"{r.token_passes / 1e3:.1f}",
+                 f"{r.summary['wall_s']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -90,7 +99,8 @@ def summary_table(results: list[RunResult]) -> str:
 def ratio_table(results: list[RunResult]) -> str:
     """Each run against the FedIT run on the same data: the paper's four headline comparisons."""
     lines = ["| run | vs | mean score - FedIT's (pp) | held-out loss - FedIT's | convergence (FedIT rounds / rounds to FedIT's final loss) "
-             "| FedIT bytes / bytes | FedIT energy / energy |", "|---|---|---:|---:|---:|---:|---:|"]
+             "| FedIT bytes / bytes | FedIT energy / energy | FedIT compute / compute (token-passes) |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         fedit = fedit_of(r, results)
         if fedit is None or r is fedit:
@@ -103,7 +113,8 @@ def ratio_table(results: list[RunResult]) -> str:
         score_delta = None if r.mean_score is None or fedit.mean_score is None else 100 * (r.mean_score - fedit.mean_score)
         bytes_ratio = f"{fedit.bytes_total / r.bytes_total:.2f}x" if r.bytes_total else "nothing sent"
         lines.append(f"| {r.name} | {fedit.name} | {_fmt(score_delta, '+.1f')} | {r.losses[-1][1] - target:+.4f} | {convergence} | "
-                     f"{bytes_ratio} | {f'{fedit.energy_j / r.energy_j:.2f}x' if r.energy_j else '-'} |")
+                     f"{bytes_ratio} | {f'{fedit.energy_j / r.energy_j:.2f}x' if r.energy_j else '-'} | "
+                     f"{f'{fedit.token_passes / r.token_passes:.2f}x' if r.token_passes else '-'} |")
     return "\n".join(lines)
 
 
