@@ -11,12 +11,13 @@ FORWARD_ONLY_METHODS = ("lorahub",)  # gradient-free search: its client tokens o
 
 
 def forward_token_passes(method: str, tokens: int) -> int:
-    """A client's compute in forward-pass token equivalents, a contention-free cross-check of its CPU time.
+    """A client's base-model compute in forward-pass token equivalents: a contention-free cross-check of its CPU time.
 
     A forward pass costs about 2 x params FLOPs per token; a training step about twice that (the
     backward pass computes activation gradients through the frozen base weights, about 2 x params
-    per token, and skips their weight gradients); the trained routers or LoRA weights add well under
-    1% at these ranks. So a trained token is 2 passes, a forward-only (LoRAHub search) token 1.
+    per token, and skips their weight gradients). So a trained token is 2 passes, a forward-only
+    (LoRAHub search) token 1. What a method adds on top of the base model (LoRA, experts, routers:
+    2-11% per token here) is left out; docs/energy.md gives the figures.
     """
     return tokens * (1 if method in FORWARD_ONLY_METHODS else 2)
 
