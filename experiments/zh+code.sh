@@ -5,8 +5,9 @@
 #   experiments/zh+code.sh [--quick] [--methods a,b] [--fractions 0.1,0.25,1] [--set key=value ...]
 #
 # Results: runs/zh+code/ (one run folder per method) and runs/zh+code/report/report.md.
-# Running time on 2 CPU cores: about 90 min for all 11 runs (estimated from zh+math, not measured;
-# the README times the 3-run subset that was run).
+# Running time on 2 CPU cores: about 2 h 5 min for all 11 runs, measured with math+code.sh and
+# zh+code.sh running side by side with one thread each (OMP_NUM_THREADS=1); LoRAHub (about 22 min)
+# and local (about 18 min) are the long ones.
 # --quick: the CI smoke scale (2 rounds, 4 clients, 1 step, 2 items per suite), meant for the tiny
 # test model and pool (tests/test_baselines.py passes them with --set model=... --set pool=[...]).
 set -euo pipefail
