@@ -118,30 +118,40 @@ def ratio_table(results: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
+def _style(r: RunResult, i: int) -> dict:
+    """One colour per run (20 before any repeats), dashed for SmartFed without EEQA, so 11 runs stay apart."""
+    return {"color": plt.cm.tab20(i % 20), "linestyle": "--" if r.config.method == "smartfed" and not r.config.uses_eeqa else "-",
+            "marker": "o", "label": r.name}
+
+
+def _legend_and_grid(ax) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.grid(alpha=0.3)
+
+
 def loss_plot(results: list[RunResult], out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
-        ax.plot(*zip(*r.losses), marker="o", label=r.name)
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    for i, r in enumerate(results):
+        ax.plot(*zip(*r.losses), **_style(r, i))
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("round")
     ax.set_ylabel("held-out loss (NLL per answer token)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    _legend_and_grid(ax)
     return _save(fig, out)
 
 
 def bytes_plot(results: list[RunResult], out: Path) -> Path:
     """Held-out loss against cumulative bytes sent and received (runs that send something)."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in results:
+    fig, ax = plt.subplots(figsize=(8.5, 4.5))
+    for i, r in enumerate(results):
         sent = {m["round"]: m["cumulative_bytes_up"] + m["cumulative_bytes_down"] for m in r.metrics}
         points = [(sent[rd] / 1e6, loss) for rd, loss in r.losses if rd > 0 and sent[rd] > 0]
         if points:
-            ax.plot(*zip(*points), marker="o", label=r.name)
+            ax.plot(*zip(*points), **_style(r, i))
     ax.set_xscale("log")
     ax.set_xlabel("MB sent + received by all clients (log scale)")
     ax.set_ylabel("held-out loss")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
+    _legend_and_grid(ax)
     return _save(fig, out)
 
 
