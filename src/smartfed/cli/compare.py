@@ -18,11 +18,10 @@ def run(args) -> None:
     from pathlib import Path
 
     from smartfed.baselines.comparison import comparison_configs, run_comparison
+    from smartfed.fed.config import ConfigError
     from smartfed.report.runs import write_report
 
     out = Path(args.out or f"runs/compare-{args.composition}")
-    from smartfed.fed.config import ConfigError
-
     try:
         fractions = [float(f) for f in args.fractions.split(",")]
     except ValueError as err:
