@@ -18,8 +18,9 @@ SMARTFED = Path(sys.executable).parent / "smartfed"
 
 
 def peak_rss_mb(num_clients: int, out_dir: str) -> float:
-    settings = [f"num_clients={num_clients}", f"clients_per_round={num_clients}", f"min_clients={num_clients}", "rounds=1",
-                "local_steps=1", "batch_size=2", "eval_examples=8", f"name=clients-{num_clients}", f"out_dir={out_dir}"]
+    settings = [f"federation.num_clients={num_clients}", f"federation.clients_per_round={num_clients}",
+                f"federation.min_clients={num_clients}", "federation.rounds=1", "training.local_steps=1", "training.batch_size=2",
+                "eval.examples=8", f"run.name=clients-{num_clients}", f"run.out_dir={out_dir}"]
     command = [str(SMARTFED), "run", *[a for s in settings for a in ("--set", s)]]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, status, usage = os.wait4(proc.pid, 0)

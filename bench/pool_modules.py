@@ -14,7 +14,7 @@ from peft import PeftModel
 from smartfed.data import composition_splits
 from smartfed.eval.generate import heldout_loss
 from smartfed.eval.suites import run_suite
-from smartfed.fed.workspace import default_pool_dir
+from smartfed.pool.resolve import default_pool_dir
 from smartfed.models import DEFAULT_MODEL, load_base_model
 from smartfed.pool.build import SKILLS, build_all
 

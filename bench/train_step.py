@@ -31,7 +31,7 @@ from peft import LoraConfig, get_peft_model
 
 from smartfed import ExpertPool, attach_experts, detach_experts, router_parameters
 from smartfed.experts import RoutedLinear, routed_layers
-from smartfed.metrics.sizes import LLAMA_LINEAR_TYPES
+from smartfed.models.families import LLAMA_LINEAR_TYPES
 from smartfed.models import cache_dir, load_base_model
 from smartfed.routers import ROUTER_KINDS, topk_softmax
 

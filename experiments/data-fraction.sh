@@ -2,7 +2,7 @@
 # The paper's data-efficiency claim: SmartFed (linear router, EEQA) and FedIT, each trained on 10%,
 # 25% and 100% of every client's data, on one composition (default zh+math).
 #
-#   experiments/data-fraction.sh [COMPOSITION] [--quick] [--set key=value ...]
+#   experiments/data-fraction.sh [COMPOSITION] [--quick] [--set section.key=value ...]
 #
 # Shares runs/<composition>/ with the composition script (its 100% runs are reused, not rerun);
 # the report goes to runs/<composition>/report-data-fraction/ (table, ratios, score and loss vs fraction).

@@ -87,10 +87,32 @@ def llama_adapters(tmp_path):
     return base, folders
 
 
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def tiny_tokenizer():
+    """A byte-level BPE tokenizer (any text, Chinese included) with a ChatML template, made in milliseconds:
+    tiny models need a tokenizer, not the 135M model's (which would mean de-quantising its GGUF)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    specials = ["<|pad|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = ["What is 2 + 3? The answer is 5.", "def add(a, b):\n    return a + b", "小明有5个苹果，吃了2个。答案是3。",
+              "Write a Python function that returns the sum of a list.", "列式：5-2=3 答案是 3"] * 20
+    bpe.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, pad_token="<|pad|>", eos_token="<|im_end|>", bos_token="<|im_start|>",
+                                   chat_template=CHATML)
+
+
 @pytest.fixture(scope="session")
-def tiny_model_folder(smollm, tmp_path_factory):
-    """A 2-layer Llama with the real SmolLM2 tokenizer, saved as a normal transformers folder."""
-    _, tokenizer = smollm
+def tiny_model_folder(tmp_path_factory):
+    """A 2-layer Llama with the tiny tokenizer, saved as a normal transformers folder."""
+    tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
@@ -119,3 +141,10 @@ def block_adapters(tmp_path):
     ]
     x = torch.randn(3, 5, 16, generator=torch.Generator().manual_seed(3))
     return base, folders, x
+
+
+def make_config(base: dict, changes: dict | None = None):
+    """A validated RunConfig from {"section.key": value} dicts (the test's base, then its changes)."""
+    from smartfed.config import load_config
+
+    return load_config(base=base | (changes or {}))

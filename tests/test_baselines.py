@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,17 +15,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_pool
+from conftest import make_config, tiny_pool
 from smartfed import ExpertPool, attach_experts
-from smartfed.baselines import module_weights, search_module_weights
-from smartfed.eval.generate import collate, encode_for_training
+from smartfed.config import load_config
+from smartfed.data.tokenize import collate, encode_for_training
 from smartfed.experts import routed_layers, set_module_weights
-from smartfed.fed.client import client_update
-from smartfed.fed.config import RunConfig, load_config
-from smartfed.fed.federation import client_seed, training_of
+from smartfed.fed.client import client_seed, client_update
 from smartfed.fed.simulation import run_simulation
-from smartfed.fed.trainable import trainable_state_dict
-from smartfed.fed.workspace import build_workspace
+from smartfed.fed.workspace import client_partitions, load_model_side
+from smartfed.methods import get_method
+from smartfed.methods.lorahub import module_weights, search_module_weights
 from test_exactness import peft_output
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,27 +53,27 @@ def test_module_router_is_a_per_token_softmax_mix_of_peft_deltas(block_adapters)
 def fed_setup(tiny_model_folder, tmp_path_factory):
     root = tmp_path_factory.mktemp("baselines")
     pool = tiny_pool(tiny_model_folder, root, 3)
-    return dict(model=tiny_model_folder, pool=pool, out_dir=str(root / "runs"), composition="zh+math", num_clients=4,
-                clients_per_round=2, min_clients=2, rounds=2, local_steps=3, batch_size=2, max_length=64, eval_examples=4, lr=0.05)
+    return {"model.name": tiny_model_folder, "pool.adapters": pool, "run.out_dir": str(root / "runs"), "data.composition": "zh+math",
+            "federation.num_clients": 4, "federation.clients_per_round": 2, "federation.min_clients": 2, "federation.rounds": 2,
+            "training.local_steps": 3, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4, "training.lr": 0.05}
 
 
 @pytest.mark.parametrize("method", ["fedit", "ffa-lora"])
 def test_fresh_lora_methods_average_what_they_train(fed_setup, method):
-    config = RunConfig(name=f"avg-{method}", method=method, rounds=1, **{k: v for k, v in fed_setup.items() if k != "rounds"})
-    ws = build_workspace(config)
-    initial = trainable_state_dict(ws.model)
-    names = {n for n, _ in ws.model.named_parameters() if "lora_" in n}
+    config = make_config(fed_setup, {"run.name": f"avg-{method}", "run.method": method, "federation.rounds": 1})
+    side, data = load_model_side(config), client_partitions(config)
+    initial = get_method(method).state_dict(side.model)
+    names = {n for n, _ in side.model.named_parameters() if "lora_" in n}
     trained_names = {n for n in names if method == "fedit" or ".lora_B." in n}
     assert initial.keys() == trained_names and all(".q_proj." in n or ".v_proj." in n or ".down_proj." in n for n in names)
-    a_before = {n: p.detach().clone() for n, p in ws.model.named_parameters() if ".lora_A." in n}
-    results = [client_update(ws.model, ws.tokenizer, initial, {}, ws.client_data[c], training_of(config), client_seed(config, 1, c))
-               for c in (0, 1)]
-    a_after = {n: p.detach() for n, p in ws.model.named_parameters() if ".lora_A." in n}
+    a_before = {n: p.detach().clone() for n, p in side.model.named_parameters() if ".lora_A." in n}
+    results = [client_update(config, side.model, side.tokenizer, initial, {}, data[c], client_seed(config, 1, c)) for c in (0, 1)]
+    a_after = {n: p.detach() for n, p in side.model.named_parameters() if ".lora_A." in n}
     assert all(torch.equal(a_before[n], a_after[n]) for n in a_before) == (method == "ffa-lora")
     run_simulation(config, log=lambda *_: None)
     metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
     clients = [c["client"] for c in metrics[1]["clients"]]
-    own = {c: client_update(ws.model, ws.tokenizer, initial, {}, ws.client_data[c], training_of(config), client_seed(config, 1, c)) for c in clients}
+    own = {c: client_update(config, side.model, side.tokenizer, initial, {}, data[c], client_seed(config, 1, c)) for c in clients}
     n = {c: own[c].num_examples for c in clients}
     final = load_file(config.run_dir / "checkpoints" / "round-0001.safetensors")
     for key in initial:  # example-weighted mean, by hand in float64
@@ -85,9 +83,9 @@ def test_fresh_lora_methods_average_what_they_train(fed_setup, method):
 
 
 def test_lorahub_search_returns_its_best_weights_and_objective(fed_setup):
-    config = RunConfig(name="hub", method="lorahub", **fed_setup)
-    ws = build_workspace(config)
-    examples = ws.client_data[0][:4]
+    config = make_config(fed_setup, {"run.name": "hub", "run.method": "lorahub"})
+    ws = load_model_side(config)
+    examples = client_partitions(config)[0][:4]
     start = module_weights(ws.model)
     assert start == pytest.approx([1 / 3] * 3)  # the static routers start uniform
     weights, objective, tokens = search_module_weights(ws.model, ws.tokenizer, examples, 2, 64, budget=6, seed=3)
@@ -104,41 +102,45 @@ def test_lorahub_search_returns_its_best_weights_and_objective(fed_setup):
 
 
 def test_local_clients_train_alone_and_report_the_mean(fed_setup):
-    config = RunConfig(name="local", method="local", eeqa=False, **fed_setup)
+    config = make_config(fed_setup, {"run.name": "local", "run.method": "local", "eeqa.enabled": False})
     summary = run_simulation(config, log=lambda *_: None)
     metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert summary["cumulative_bytes_up"] == summary["cumulative_bytes_down"] == 0
+    assert summary.cumulative_bytes_up == summary.cumulative_bytes_down == 0
     assert [len(m["clients"]) for m in metrics[1:]] == [4, 4]
     assert metrics[-1]["heldout_loss"] == pytest.approx(np.mean(metrics[-1]["heldout_loss_per_client"]))
-    ws = build_workspace(config)  # client 2 recomputed on its own: the same chain of client updates
-    state, quotas = trainable_state_dict(ws.model), {}
+    side = load_model_side(config)  # client 2 recomputed on its own: the same chain of client updates
+    state, quotas = get_method("local").state_dict(side.model), {}
     for round_ in (1, 2):
-        state = client_update(ws.model, ws.tokenizer, state, quotas, ws.client_data[2], training_of(config), client_seed(config, round_, 2)).state
-    saved = load_file(config.run_dir / "checkpoints" / "client-0002.safetensors")
+        state = client_update(config, side.model, side.tokenizer, state, quotas, client_partitions(config)[2],
+                              client_seed(config, round_, 2)).state
+    last = load_file(config.run_dir / "checkpoints" / "round-0002.safetensors")
+    saved = {k.removeprefix("client2/"): v for k, v in last.items() if k.startswith("client2/")}
     assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in state)
     # energy: every client's CPU seconds times the stated watts (nothing sent)
     cpu = sum(c["cpu_s"] for m in metrics[1:] for c in m["clients"])
-    assert summary["energy_compute_j"] == pytest.approx(cpu * config.cpu_watts, rel=1e-3) and summary["energy_radio_j"] == 0
+    assert summary.energy_compute_j == pytest.approx(cpu * config.energy.cpu_watts, rel=1e-3) and summary.energy_radio_j == 0
 
 
 def test_energy_counts_cpu_time_and_bytes_at_the_stated_rates(fed_setup):
-    config = RunConfig(name="energy", method="smartfed", cpu_watts=3.0, uplink_j_per_byte=2e-6, downlink_j_per_byte=5e-7, **fed_setup)
+    config = make_config(fed_setup, {"run.name": "energy", "run.method": "smartfed", "energy.cpu_watts": 3.0,
+                                     "energy.uplink_j_per_byte": 2e-6, "energy.downlink_j_per_byte": 5e-7})
     summary = run_simulation(config, log=lambda *_: None)
     clients = [c for line in (config.run_dir / "metrics.jsonl").read_text().splitlines() for c in json.loads(line)["clients"]]
     radio = sum(c["bytes_up"] * 2e-6 + c["bytes_down"] * 5e-7 for c in clients)
     compute = sum(c["cpu_s"] * 3.0 for c in clients)
-    assert summary["energy_radio_j"] == pytest.approx(radio, rel=1e-3) and summary["energy_compute_j"] == pytest.approx(compute, rel=1e-3)
-    assert summary["energy_radio_j"] > 0 and summary["energy_compute_j"] > 0
+    assert summary.energy_radio_j == pytest.approx(radio, rel=1e-3) and summary.energy_compute_j == pytest.approx(compute, rel=1e-3)
+    assert summary.energy_radio_j > 0 and summary.energy_compute_j > 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("composition", ["zh+math", "zh+code", "math+code"])
 def test_quick_comparison_script_runs_every_method_and_reports_ratios(fed_setup, tmp_path, composition):
     """The composition script a user runs, in --quick mode, on the tiny model and pool."""
     out = tmp_path / composition
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     script = ROOT / "experiments" / f"{composition}.sh"
-    pool = "[" + ",".join(f'"{p}"' for p in fed_setup["pool"]) + "]"
-    cmd = [str(script), "--quick", "--out", str(out), "--set", f"model={fed_setup['model']}", "--set", f"pool={pool}"]
+    pool = "[" + ",".join(f'"{p}"' for p in fed_setup["pool.adapters"]) + "]"
+    cmd = [str(script), "--quick", "--out", str(out), "--set", f"model.name={fed_setup['model.name']}", "--set", f"pool.adapters={pool}"]
     if composition != "zh+math":  # every method once is enough; the other two run the core comparison
         cmd += ["--methods", "smartfed-activation,fedit,local"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
@@ -160,21 +162,22 @@ def test_quick_comparison_script_runs_every_method_and_reports_ratios(fed_setup,
         assert (out / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_quick_data_fraction_sweep_plots_score_and_loss_against_fraction(fed_setup, tmp_path):
     env = os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    pool = "[" + ",".join(f'"{p}"' for p in fed_setup["pool"]) + "]"
+    pool = "[" + ",".join(f'"{p}"' for p in fed_setup["pool.adapters"]) + "]"
     # no composition given: the script defaults to zh+math (a first argument starting with -- is a flag)
     cmd = [str(ROOT / "experiments" / "data-fraction.sh"), "--quick", "--out", str(tmp_path / "sweep"),
-           "--set", f"model={fed_setup['model']}", "--set", f"pool={pool}"]
+           "--set", f"model.name={fed_setup['model.name']}", "--set", f"pool.adapters={pool}"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     finished = sorted(d.name for d in (tmp_path / "sweep").iterdir() if (d / "summary.json").is_file())
     assert finished == sorted(f"{m}{s}" for m in ("smartfed-linear", "fedit") for s in ("-frac0.1", "-frac0.25", ""))
     for name, fraction in (("smartfed-linear-frac0.1", 0.1), ("fedit-frac0.25", 0.25), ("fedit", 1.0)):
         config = load_config(str(tmp_path / "sweep" / name / "config.toml"))
-        assert config.data_fraction == fraction
-        data = build_workspace(config).client_data  # each client keeps ceil(fraction * its share)
-        full = build_workspace(replace(config, data_fraction=1.0)).client_data
+        assert config.data.fraction == fraction
+        data = client_partitions(config)  # each client keeps ceil(fraction * its share)
+        full = client_partitions(config.with_values({"data.fraction": 1.0}))
         assert [len(d) for d in data] == [max(1, math.ceil(fraction * len(f))) for f in full]
     report = tmp_path / "sweep" / "report-data-fraction"
     assert "| smartfed-linear-frac0.1 | fedit-frac0.1 |" in (report / "report.md").read_text()
@@ -182,14 +185,17 @@ def test_quick_data_fraction_sweep_plots_score_and_loss_against_fraction(fed_set
 
 
 def test_ratio_table_is_computed_from_the_runs():
+    from smartfed.fed.records import ClientRecord, RoundRecord, Summary
     from smartfed.report.runs import RunResult, ratio_table, summary_table
 
     def result(name, method, losses, up, down, energy, scores, tokens_per_round):
-        metrics = [{"round": r, "heldout_loss": loss, "cumulative_bytes_up": 0, "cumulative_bytes_down": 0,
-                    "clients": [{"tokens": t} for t in tokens_per_round] if r else []} for r, loss in enumerate(losses)]
-        summary = {"cumulative_bytes_up": up, "cumulative_bytes_down": down, "energy_compute_j": energy, "energy_radio_j": 0.0,
-                   "client_cpu_s": energy / 7.5, "scores": scores, "wall_s": 1.0}
-        return RunResult(name, RunConfig(method=method), metrics, summary)
+        metrics = [RoundRecord(round=r, heldout_loss=loss, clients=[ClientRecord(client=0, tokens=t) for t in tokens_per_round] if r else [])
+                   for r, loss in enumerate(losses)]
+        summary = Summary(method=method, rounds=len(losses) - 1, initial_heldout_loss=losses[0], final_heldout_loss=losses[-1],
+                          cumulative_bytes_up=up, cumulative_bytes_down=down, state_bytes=0, pool_bytes_per_client_once=0,
+                          energy_compute_j=energy, energy_radio_j=0.0, client_cpu_s=energy / 7.5, wall_s=1.0, final_checkpoint="",
+                          scores=scores)
+        return RunResult(name, load_config(overrides=[f"run.method={method}"]), metrics, summary)
 
     fedit = result("fedit", "fedit", [3.0, 2.8, 2.6, 2.5, 2.4], 400, 400, 100.0, {"a": 0.2, "b": 0.4}, [100, 150])
     fast = result("fast", "smartfed", [3.0, 2.5, 2.3, 2.2, 2.1], 10, 30, 40.0, {"a": 0.3, "b": 0.4}, [125])
@@ -209,7 +215,10 @@ def test_report_names_the_file_and_keys_of_a_run_without_energy(tmp_path):
     from smartfed.report.runs import RunResult
 
     run = RunFolder(tmp_path / "old")
-    run.create(RunConfig(name="old"))
-    run.write_summary({"cumulative_bytes_up": 1, "cumulative_bytes_down": 2, "wall_s": 1.0})
+    run.create(load_config(overrides=["run.name=old"]))
+    before_energy = {"method": "smartfed", "rounds": 1, "initial_heldout_loss": 2.0, "final_heldout_loss": 1.9, "cumulative_bytes_up": 1,
+                     "cumulative_bytes_down": 2, "state_bytes": 1, "pool_bytes_per_client_once": 0, "client_cpu_s": 1.0, "wall_s": 1.0,
+                     "final_checkpoint": "checkpoints/round-0001.safetensors"}
+    (tmp_path / "old" / "summary.json").write_text(json.dumps(before_energy))
     with pytest.raises(SmartFedError, match=r"old/summary.json: .*missing energy_compute_j, energy_radio_j"):
         RunResult.read(tmp_path / "old")

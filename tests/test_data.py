@@ -72,6 +72,7 @@ def test_bad_input_names_file_line_and_known_names(tmp_path, monkeypatch):
         load_source("svamp")
 
 
+@pytest.mark.slow
 def test_chat_template_is_used(smollm):
     _, tokenizer = smollm
     text = chat_prompt(tokenizer, "What is 2+3?")

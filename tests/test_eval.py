@@ -1,14 +1,14 @@
 """Scoring: code extraction and pass@1 on reference solutions, PAL answers, generation and loss."""
 
-import copy
 
 import pytest
 import torch
 
-from conftest import tiny_llama
+from conftest import tiny_llama, tiny_tokenizer
 from smartfed.data import Example, load_source
-from smartfed.eval.generate import collate, encode_for_training, generate, heldout_loss
-from smartfed.eval.math_answers import answers_match
+from smartfed.data.tokenize import collate, encode_for_training
+from smartfed.eval.generate import generate, heldout_loss
+from smartfed.data.math_answers import answers_match
 from smartfed.eval.sandbox import run_program
 from smartfed.eval.suites import _code_program, _pal_answer, extract_code
 
@@ -39,14 +39,14 @@ def test_pal_answers_from_gsm_hard_reference_programs():
 
 
 @pytest.fixture
-def tiny_with_tokenizer(smollm):
-    _, tokenizer = smollm
+def tiny_with_tokenizer():
+    tokenizer = tiny_tokenizer()
     torch.manual_seed(0)
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512)
-    return LlamaForCausalLM(config).eval(), copy.deepcopy(tokenizer)
+    return LlamaForCausalLM(config).eval(), tokenizer
 
 
 def test_batched_generation_equals_one_at_a_time(tiny_with_tokenizer):
@@ -72,8 +72,8 @@ def test_heldout_loss_is_the_mean_nll_of_answer_tokens(tiny_with_tokenizer):
     assert heldout_loss(model, tokenizer, examples, batch_size=2) == pytest.approx(expected_sum / expected_count, rel=1e-5)
 
 
-def test_training_labels_mask_the_prompt(smollm):
-    _, tokenizer = smollm
+def test_training_labels_mask_the_prompt():
+    tokenizer = tiny_tokenizer()
     e = load_source("gsm8k-train")[0]
     ids, labels = encode_for_training(tokenizer, e, 512)
     answer = [t for t in labels if t != -100]
@@ -82,8 +82,8 @@ def test_training_labels_mask_the_prompt(smollm):
     assert batch["attention_mask"][1].sum() == 5 and (batch["labels"][1, 5:] == -100).all()
 
 
-def test_long_examples_keep_part_of_the_answer(smollm):
-    _, tokenizer = smollm
+def test_long_examples_keep_part_of_the_answer():
+    tokenizer = tiny_tokenizer()
     e = Example("t/long", "word " * 400, "the answer " * 100, "zh", "en", "t")
     ids, labels = encode_for_training(tokenizer, e, 96)
     assert len(ids) == len(labels) == 96

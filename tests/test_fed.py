@@ -7,11 +7,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_pool
+from conftest import make_config, tiny_pool
+from smartfed.config import load_config
+from smartfed.errors import ConfigError, RunFailed
 from smartfed.fed.client import client_update
-from smartfed.fed.config import ConfigError, RunConfig, load_config
 from smartfed.fed.server import UpdateRejected, aggregate, check_update
-from smartfed.fed.federation import RunFailed
 from smartfed.fed.simulation import run_simulation
 from smartfed.fed.wire import decode_state, encode_state
 
@@ -42,6 +42,8 @@ def test_check_update_rejects_bad_updates():
             check_update(state, ref, 5)
     with pytest.raises(UpdateRejected, match="num_examples"):
         check_update({"a": torch.ones(2, 3), "b": torch.ones(4)}, ref, 0)
+    with pytest.raises(UpdateRejected, match="num_examples"):
+        check_update({"a": torch.ones(2, 3), "b": torch.ones(4)}, ref, True)  # a bool is not a count
 
 
 def test_wire_round_trip_is_exact():
@@ -51,18 +53,20 @@ def test_wire_round_trip_is_exact():
 
 
 def test_config_validation_names_the_key(tmp_path):
-    with pytest.raises(ConfigError, match="unknown config key 'roundz'"):
-        load_config(overrides=["roundz=3"])
-    with pytest.raises(ConfigError, match="config key 'rounds': expected int, found 'three'"):
-        load_config(overrides=["rounds=three"])
-    with pytest.raises(ConfigError, match="config key 'router': expected one of"):
-        load_config(overrides=["router=mlp"])
-    with pytest.raises(ConfigError, match="clients_per_round': expected <= num_clients=4, found 5"):
-        load_config(overrides=["num_clients=4", "clients_per_round=5"])
+    with pytest.raises(ConfigError, match="unknown config key 'federation.roundz'"):
+        load_config(overrides=["federation.roundz=3"])
+    with pytest.raises(ConfigError, match="config key 'federation.rounds': expected int, found 'three'"):
+        load_config(overrides=["federation.rounds=three"])
+    with pytest.raises(ConfigError, match="config key 'router.kind': expected one of"):
+        load_config(overrides=["router.kind=mlp"])
+    with pytest.raises(ConfigError, match="clients_per_round': expected <= federation.num_clients=4, found 5"):
+        load_config(overrides=["federation.num_clients=4", "federation.clients_per_round=5"])
     path = tmp_path / "c.toml"
-    path.write_text('rounds = 7\nrouter = "static"\npool = ["a", "b"]\n')
-    config = load_config(str(path), ["lr=0.01", "name=x"])
-    assert (config.rounds, config.router, config.pool, config.lr, config.name) == (7, "static", ("a", "b"), 0.01, "x")
+    path.write_text('[federation]\nrounds = 7\n[router]\nkind = "static"\n[pool]\nadapters = ["a", "b"]\n[eeqa.device_budgets]\n3 = 1\n')
+    config = load_config(str(path), ["training.lr=0.01", "run.name=x"])
+    assert (config.federation.rounds, config.router.kind, config.pool.adapters, config.training.lr, config.run.name) == \
+        (7, "static", ("a", "b"), 0.01, "x")
+    assert config.eeqa.device_budgets == {3: 1.0}  # a table, keys are clients
     (tmp_path / "round.toml").write_text(config.to_toml())
     assert load_config(str(tmp_path / "round.toml")) == config
     (tmp_path / "bad.toml").write_text("rounds = [")
@@ -70,16 +74,57 @@ def test_config_validation_names_the_key(tmp_path):
         load_config(str(tmp_path / "bad.toml"))
 
 
+@pytest.mark.parametrize("override, message", [
+    ("rounds=3", "config key 'rounds' is now 'federation.rounds'"),
+    ("weak_clients='1:1'", "config key 'weak_clients' is now 'eeqa.device_budgets'"),
+    ("federation.rounds=0", "config key 'federation.rounds': expected >= 1, found 0"),
+    ("federation.rounds=true", "config key 'federation.rounds': expected int, found True"),
+    ("federation.client_timeout_s=nan", "config key 'federation.client_timeout_s': expected a finite number, found nan"),
+    ("federation.client_timeout_s=-1.0", "config key 'federation.client_timeout_s': expected >= 0.0, found -1.0"),
+    ("run.name='../escaped_run'", "config key 'run.name': expected a plain folder name"),
+    ("run.name=''", "config key 'run.name': expected a plain folder name"),
+    ("eeqa.device_budgets={12=1.0}", r"config key 'eeqa.device_budgets': expected clients in \[0, 10\)"),
+    ("training.lr=1.5", "config key 'training.lr': expected < 1.0, found 1.5"),
+    ("nosuch.key=1", "unknown config key 'nosuch': expected one of data, eeqa"),
+])
+def test_bad_config_values_name_the_key_expected_and_found(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=[override])
+
+
+def test_config_files_of_the_flat_format_are_refused_with_the_new_key(tmp_path):
+    path = tmp_path / "flat.toml"
+    path.write_text("rounds = 7\n")
+    with pytest.raises(ConfigError, match=r"config key 'rounds' in .*flat.toml is now 'federation.rounds'"):
+        load_config(str(path))
+    path.write_bytes(b"[run]\nname = '\xff'\n")
+    with pytest.raises(ConfigError, match="flat.toml: expected UTF-8 text"):
+        load_config(str(path))
+
+
+def test_a_run_folder_of_smartfed_0_1_still_reads(tmp_path):
+    from smartfed.fed.run_folder import RunFolder
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "config.toml").write_text('# smartfed_version = 0.1.0\nname = "old"\nmethod = "fedit"\nrounds = 4\n'
+                                                    'weak_clients = "0:1,2:1.5"\nlora_rank = 4\ndata_fraction = 0.5\n')
+    config = RunFolder(tmp_path / "old").config()
+    assert (config.run.name, config.run.method, config.federation.rounds, config.lora.rank, config.data.fraction) == \
+        ("old", "fedit", 4, 4, 0.5)
+    assert config.eeqa.device_budgets == {0: 1.0, 2: 1.5}
+
+
 @pytest.fixture(scope="module")
 def fed_config(tiny_model_folder, tmp_path_factory):
     root = tmp_path_factory.mktemp("fed")
     pool = tiny_pool(tiny_model_folder, root, 2)
-    return dict(model=tiny_model_folder, pool=pool, out_dir=str(root / "runs"), composition="zh+math", num_clients=6,
-                clients_per_round=3, min_clients=2, rounds=3, local_steps=2, batch_size=2, max_length=96, eval_examples=8, lr=0.05)
+    return {"model.name": tiny_model_folder, "pool.adapters": pool, "run.out_dir": str(root / "runs"), "data.composition": "zh+math",
+            "federation.num_clients": 6, "federation.clients_per_round": 3, "federation.min_clients": 2, "federation.rounds": 3,
+            "training.local_steps": 2, "training.batch_size": 2, "training.max_length": 96, "eval.examples": 8, "training.lr": 0.05}
 
 
 def test_simulation_writes_a_complete_run_folder(fed_config):
-    config = RunConfig(name="plain", **fed_config)
+    config = make_config(fed_config, {"run.name": "plain"})
     summary = run_simulation(config, log=lambda *_: None)
     folder = config.run_dir
     metrics = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
@@ -90,15 +135,15 @@ def test_simulation_writes_a_complete_run_folder(fed_config):
         assert m["accepted"] == 3 and all(c["status"] == "ok" and c["bytes_up"] == router_bytes + importance_bytes(c) for c in m["clients"])
         assert m["bytes_up"] == sum(router_bytes + importance_bytes(c) for c in m["clients"]) and np.isfinite(m["heldout_loss"])
         assert sum(m["next_quotas"].values()) == 2 * len(m["next_quotas"])  # EEQA keeps the budget K = top_k * J
-    assert metrics[-1]["cumulative_bytes_up"] == sum(m["bytes_up"] for m in metrics) == summary["cumulative_bytes_up"]
+    assert metrics[-1]["cumulative_bytes_up"] == sum(m["bytes_up"] for m in metrics) == summary.cumulative_bytes_up
     assert "git_revision" in (folder / "config.toml").read_text() and load_config(str(folder / "config.toml")) == config
-    assert summary["final_heldout_loss"] != summary["initial_heldout_loss"]
+    assert summary.final_heldout_loss != summary.initial_heldout_loss
     with pytest.raises(FileExistsError, match="already holds a run"):
         run_simulation(config)
 
 
 def test_without_eeqa_every_matrix_keeps_top_k_and_uploads_only_routers(fed_config):
-    config = RunConfig(name="static-k", eeqa=False, rounds=1, **{k: v for k, v in fed_config.items() if k != "rounds"})
+    config = make_config(fed_config, {"run.name": "static-k", "eeqa.enabled": False, "federation.rounds": 1})
     run_simulation(config, log=lambda *_: None)
     m = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()][1]
     router_bytes = len(encode_state(load_file(config.run_dir / "checkpoints" / "round-0001.safetensors")))
@@ -106,7 +151,7 @@ def test_without_eeqa_every_matrix_keeps_top_k_and_uploads_only_routers(fed_conf
 
 
 def test_weak_devices_get_scaled_quotas(fed_config):
-    config = RunConfig(name="weak", weak_clients="0:1,2:1,4:1", rounds=2, **{k: v for k, v in fed_config.items() if k != "rounds"})
+    config = make_config(fed_config, {"run.name": "weak", "eeqa.device_budgets": {0: 1.0, 2: 1.0, 4: 1.0}, "federation.rounds": 2})
     run_simulation(config, log=lambda *_: None)
     metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
     num_matrices = len(metrics[0]["quotas"])
@@ -118,7 +163,7 @@ def test_weak_devices_get_scaled_quotas(fed_config):
 
 
 def test_killed_run_resumes_bit_identical(fed_config):
-    straight = RunConfig(name="straight", **fed_config)
+    straight = make_config(fed_config, {"run.name": "straight"})
     run_simulation(straight, log=lambda *_: None)
 
     calls = []
@@ -129,7 +174,7 @@ def test_killed_run_resumes_bit_identical(fed_config):
             raise KeyboardInterrupt("kill -9")
         return client_update(*args, **kwargs)
 
-    resumed = RunConfig(name="resumed", **fed_config)
+    resumed = make_config(fed_config, {"run.name": "resumed"})
     with pytest.raises(KeyboardInterrupt):
         run_simulation(resumed, client_fn=killed_in_round_2, log=lambda *_: None)
     assert sorted(p.name for p in (resumed.run_dir / "checkpoints").iterdir())[-1] == "round-0001.safetensors"
@@ -142,8 +187,8 @@ def test_killed_run_resumes_bit_identical(fed_config):
 
 
 def test_faulty_clients_are_dropped_and_the_round_goes_on(fed_config):
-    def faulty(model, tokenizer, state, quotas, examples, training, seed):
-        result = client_update(model, tokenizer, state, quotas, examples, training, seed)
+    def faulty(*args):
+        result = client_update(*args)
         kind = len(faulty.seen) % 3
         faulty.seen.append(kind)
         if kind == 0:
@@ -154,14 +199,14 @@ def test_faulty_clients_are_dropped_and_the_round_goes_on(fed_config):
         return result
 
     faulty.seen = []
-    config = RunConfig(name="faults", **(fed_config | {"min_clients": 1}))
+    config = make_config(fed_config, {"run.name": "faults", "federation.min_clients": 1})
     run_simulation(config, client_fn=faulty, log=lambda *_: None)
     metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()][1:]
     statuses = [c["status"].split(":")[0] for m in metrics for c in m["clients"]]
     assert statuses == ["rejected", "dropped", "ok"] * 3
     assert all(m["accepted"] == 1 for m in metrics)
 
-    strict = RunConfig(name="faults-strict", **fed_config)
+    strict = make_config(fed_config, {"run.name": "faults-strict"})
     faulty.seen = []
     with pytest.raises(RunFailed, match="round 1: 1 client updates accepted, expected at least min_clients=2"):
         run_simulation(strict, client_fn=faulty, log=lambda *_: None)
@@ -170,7 +215,7 @@ def test_faulty_clients_are_dropped_and_the_round_goes_on(fed_config):
 def test_report_table_and_plots(fed_config, tmp_path):
     from smartfed.report.runs import write_report
 
-    configs = [RunConfig(name=f"report-{n}", eeqa=n == "eeqa", rounds=2, **{k: v for k, v in fed_config.items() if k != "rounds"})
+    configs = [make_config(fed_config, {"run.name": f"report-{n}", "eeqa.enabled": n == "eeqa", "federation.rounds": 2})
                for n in ("eeqa", "topk")]
     for config in configs:
         run_simulation(config, log=lambda *_: None)
@@ -179,3 +224,37 @@ def test_report_table_and_plots(fed_config, tmp_path):
     assert not (tmp_path / "report" / "quotas-report-topk.png").exists()
     for png in ("heldout_loss.png", "quotas-report-eeqa.png"):
         assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_killed_local_run_resumes_bit_identical(fed_config):
+    """`local` is a configuration of the same loop: every client's own state is checkpointed, so it resumes."""
+    local = {**fed_config, "run.method": "local", "federation.rounds": 2}
+    straight = make_config(local, {"run.name": "local-straight"})
+    run_simulation(straight, log=lambda *_: None)
+    calls = []
+
+    def killed_in_round_2(*args):
+        calls.append(1)
+        if len(calls) == 8:  # round 2 (6 clients a round), second client
+            raise KeyboardInterrupt("kill -9")
+        return client_update(*args)
+
+    resumed = make_config(local, {"run.name": "local-resumed"})
+    with pytest.raises(KeyboardInterrupt):
+        run_simulation(resumed, client_fn=killed_in_round_2, log=lambda *_: None)
+    run_simulation(resumed, resume=True, log=lambda *_: None)
+    a = load_file(straight.run_dir / "checkpoints" / "round-0002.safetensors")
+    b = load_file(resumed.run_dir / "checkpoints" / "round-0002.safetensors")
+    assert {k.split("/")[0] for k in a} == {f"client{c}" for c in range(6)} and a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert json.loads((resumed.run_dir / "summary.json").read_text())["final_heldout_loss"] == pytest.approx(
+        json.loads((straight.run_dir / "summary.json").read_text())["final_heldout_loss"], abs=0)
+
+
+def test_a_missing_default_pool_names_the_command_that_builds_it(tmp_path, monkeypatch):
+    from smartfed.errors import AdapterError
+    from smartfed.pool.resolve import resolve_pool_file
+
+    monkeypatch.setenv("SMARTFED_CACHE", str(tmp_path))
+    with pytest.raises(AdapterError, match=r"default pool of 'smollm2-135m-instruct' is not built.*`smartfed pool build-all --model"):
+        resolve_pool_file((), "smollm2-135m-instruct", None)

@@ -18,8 +18,10 @@ from safetensors.torch import load_file
 
 from conftest import make_adapter
 from smartfed import load_base_model
-from smartfed.fed.config import load_config
+from smartfed.config import load_config
 from smartfed.fed.simulation import run_simulation
+
+pytestmark = pytest.mark.slow  # real processes / the real model
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -97,12 +99,13 @@ def tiny_run(tiny_model_folder, deployment_env):
     model, _ = load_base_model(tiny_model_folder)
     pool = [str(make_adapter(model, root / f"m{n}", n, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"])) for n in range(2)]
 
-    def write(name: str, **extra) -> Path:
-        values = dict(model=tiny_model_folder, pool=pool, out_dir=str(root / "runs"), name=name, composition="zh+code",
-                      partition="natural:source", num_clients=2, clients_per_round=2, min_clients=2, rounds=2, local_steps=2,
-                      batch_size=2, max_length=96, eval_examples=8, lr=0.05) | extra
+    def write(name: str, extra: dict | None = None) -> Path:
+        values = {"model.name": tiny_model_folder, "pool.adapters": pool, "run.out_dir": str(root / "runs"), "run.name": name,
+                  "data.composition": "zh+code", "data.partition": "natural:source", "federation.num_clients": 2,
+                  "federation.clients_per_round": 2, "federation.min_clients": 2, "federation.rounds": 2, "training.local_steps": 2,
+                  "training.batch_size": 2, "training.max_length": 96, "eval.examples": 8, "training.lr": 0.05} | (extra or {})
         path = root / f"{name}.toml"
-        path.write_text("\n".join(f"{k} = {json.dumps(v)}" for k, v in values.items()) + "\n")
+        path.write_text(load_config(base=values).to_toml())
         return path
 
     return write
@@ -117,8 +120,8 @@ def test_flower_deployment_equals_the_in_process_run(tiny_run, deployment_env):
         flwr_run(env, connection, flower_config, root / "runs" / "flower")
     finally:
         stop(procs)
-    assert load_config(str(root / "runs" / "flower" / "config.toml")).device_budgets == {1: 1.0}
-    local = load_config(str(tiny_run("local", weak_clients="1:1")))
+    assert load_config(str(root / "runs" / "flower" / "config.toml")).eeqa.device_budgets == {1: 1.0}
+    local = load_config(str(tiny_run("local", {"eeqa.device_budgets": {1: 1.0}})))
     run_simulation(local, log=lambda *_: None)
 
     a = load_file(root / "runs" / "flower" / "checkpoints" / "round-0002.safetensors")
@@ -135,7 +138,8 @@ def test_flower_deployment_equals_the_in_process_run(tiny_run, deployment_env):
 
 def test_faulty_supernodes_are_dropped_and_the_run_goes_on(tiny_run, deployment_env):
     root, env = deployment_env
-    config = tiny_run("faults", num_clients=3, clients_per_round=3, min_clients=1, partition="iid")
+    config = tiny_run("faults", {"federation.num_clients": 3, "federation.clients_per_round": 3, "federation.min_clients": 1,
+                                 "data.partition": "iid"})
     nodes = ["partition-id=0 num-partitions=3", "partition-id=1 num-partitions=3 fault='nan'", "partition-id=2 num-partitions=3 fault='crash'"]
     procs, connection = start_federation(root, env, nodes)
     try:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from smartfed.eval.math_answers import answers_match, extract_answer, to_fraction
+from smartfed.data.math_answers import answers_match, extract_answer, to_fraction
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,8 @@ from smartfed.experts import set_module_weights
 from smartfed.models import DEFAULT_MODEL, resolve_model_folder
 from smartfed.models.loading import packaged_gguf_path
 
+pytestmark = pytest.mark.slow  # real processes / the real model
+
 
 def test_default_model_is_converted_once_frozen_and_in_eval_mode(smollm, cache):
     model, tokenizer = smollm

@@ -12,7 +12,7 @@ from smartfed.experts import (
 from smartfed.models import load_base_model
 from smartfed.pool import ExpertPool
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "ExpertPool",

@@ -15,3 +15,11 @@ class PoolFileError(SmartFedError):
 
 class RouterStateError(SmartFedError):
     """A router state dict has missing, unexpected or mis-shaped entries."""
+
+
+class ConfigError(SmartFedError):
+    """A run configuration key is unknown or has a bad value."""
+
+
+class RunFailed(SmartFedError):
+    """Too few client updates were accepted in a round to go on."""

@@ -2,31 +2,33 @@
 
 
 def add_parser(sub) -> None:
-    from smartfed.baselines.comparison import METHOD_RUNS
-
     p = sub.add_parser("compare", help="run SmartFed and every baseline on one composition, then write the report")
     p.add_argument("composition", help="zh+math | zh+code | math+code (or any composition)")
     p.add_argument("--out", help="results folder (default runs/compare-<composition>)")
-    p.add_argument("--methods", default=",".join(METHOD_RUNS), help=f"comma-separated, from: {', '.join(METHOD_RUNS)}")
+    p.add_argument("--methods", help="comma-separated method runs (default: all; `smartfed compare COMPOSITION --list` names them)")
+    p.add_argument("--list", action="store_true", help="list the method runs and the config keys each sets, then stop")
     p.add_argument("--fractions", default="1", help="data fractions, comma-separated (a sweep: 0.1,0.25,1)")
     p.add_argument("--quick", action="store_true", help="CI smoke scale: 2 rounds, 4 clients, 1 step, 2 items per suite")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key for every run")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key for every run")
     p.set_defaults(run=run)
 
 
 def run(args) -> None:
     from pathlib import Path
 
-    from smartfed.baselines.comparison import comparison_configs, run_comparison
-    from smartfed.fed.config import ConfigError
+    from smartfed.compare import METHOD_RUNS, comparison_configs, run_comparison
+    from smartfed.errors import ConfigError
     from smartfed.report.runs import write_report
 
+    if args.list:
+        print("\n".join(f"{name}: {keys}" for name, keys in METHOD_RUNS.items()))
+        return
     out = Path(args.out or f"runs/compare-{args.composition}")
     try:
         fractions = [float(f) for f in args.fractions.split(",")]
     except ValueError as err:
         raise ConfigError(f"--fractions: expected comma-separated numbers in (0, 1], found {args.fractions!r}") from err
-    configs = comparison_configs(args.composition, str(out), args.methods.split(","), fractions, args.quick, args.overrides)
+    configs = comparison_configs(args.composition, str(out), (args.methods or ",".join(METHOD_RUNS)).split(","), fractions, args.quick, args.overrides)
     runs = run_comparison(configs)
     report_dir = out / ("report" if fractions == [1.0] else "report-data-fraction")  # a sweep may share the runs folder
     print(write_report(runs, report_dir))

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     build.set_defaults(run=_run_build)
 
     build_all = commands.add_parser("build-all", help="the default pool: zh, math, code and instruct modules")
-    build_all.add_argument("--out", default="pools/default")
+    build_all.add_argument("--out", help="default: the default pool folder of --model, where `smartfed run` looks for it")
     training_options(build_all)
     build_all.set_defaults(run=_run_build_all)
 
@@ -50,9 +50,12 @@ def _run_build(args) -> None:
 
 
 def _run_build_all(args) -> None:
+    from smartfed.models import DEFAULT_MODEL
     from smartfed.pool.build import build_all
+    from smartfed.pool.resolve import default_pool_dir
 
-    for folder in build_all(args.out, **_overrides(args)):
+    out = args.out or str(default_pool_dir(args.model or DEFAULT_MODEL))
+    for folder in build_all(out, **_overrides(args)):
         print(folder)
 
 

@@ -8,7 +8,7 @@ by a whitelist of characters) and are evaluated with no builtins.
 
 import re
 
-from smartfed.eval.math_answers import answers_match
+from smartfed.data.math_answers import answers_match
 
 _ANNOTATION = re.compile(r"<<([^=<>]+)=([^<>]*)>>")
 _ARITHMETIC = re.compile(r"^[\d\s.+\-*/()]+$")

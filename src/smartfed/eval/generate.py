@@ -3,7 +3,8 @@
 import torch
 from tqdm.auto import tqdm
 
-from smartfed.data.records import Example, chat_prompt, task_prompt
+from smartfed.data.records import Example, chat_prompt
+from smartfed.data.tokenize import collate, encode_for_training
 
 
 @torch.no_grad()
@@ -21,32 +22,6 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, ba
         for row, i in enumerate(idx):
             outputs[i] = tokenizer.decode(out[row, batch["input_ids"].shape[1] :], skip_special_tokens=True)
     return outputs
-
-
-def encode_for_training(tokenizer, example: Example, max_length: int) -> tuple[list[int], list[int]]:
-    """(input ids, labels) for prompt + target; prompt tokens are labelled -100 so only the answer counts.
-
-    Too long for `max_length`: the answer keeps up to half the budget and the prompt loses its start
-    (its end carries the chat template's assistant marker), so every example trains on some answer.
-    """
-    prompt_ids = tokenizer(chat_prompt(tokenizer, task_prompt(example)), add_special_tokens=False)["input_ids"]
-    target_ids = tokenizer(example.target + (tokenizer.eos_token or ""), add_special_tokens=False)["input_ids"]
-    if len(prompt_ids) + len(target_ids) > max_length:
-        keep_prompt = max(max_length - len(target_ids), max_length // 2)
-        prompt_ids = prompt_ids[-keep_prompt:]
-        target_ids = target_ids[: max_length - len(prompt_ids)]
-    return prompt_ids + target_ids, [-100] * len(prompt_ids) + target_ids
-
-
-def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch of (ids, labels) to its longest row."""
-    width = max(len(ids) for ids, _ in pairs)
-    ids = torch.full((len(pairs), width), pad_id)
-    labels = torch.full((len(pairs), width), -100)
-    mask = torch.zeros((len(pairs), width), dtype=torch.long)
-    for row, (i, l) in enumerate(pairs):
-        ids[row, : len(i)], labels[row, : len(l)], mask[row, : len(i)] = torch.tensor(i), torch.tensor(l), 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
 @torch.no_grad()

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from smartfed.data import Example, load_source
 from smartfed.data.records import task_prompt
 from smartfed.eval.generate import generate
-from smartfed.eval.math_answers import answers_match, extract_answer
+from smartfed.data.math_answers import answers_match, extract_answer
 from smartfed.eval.sandbox import run_program
 
 

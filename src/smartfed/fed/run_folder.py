@@ -1,4 +1,4 @@
-"""The run folder: config, metrics.jsonl, router checkpoints, summary.json; every write atomic.
+"""The run folder: config.toml, metrics.jsonl, checkpoints, summary.json; every write atomic.
 
 Order within a round: the metrics line is written before the round's checkpoint. A run killed in
 between resumes from the previous checkpoint and the orphan metrics line is dropped, so the folder
@@ -9,11 +9,13 @@ import json
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from smartfed.config import RunConfig, load_config, migrate_flat, provenance, read_toml
 from smartfed.errors import SmartFedError
-from smartfed.fed.config import RunConfig, load_config, provenance
+from smartfed.fed.records import RoundRecord, Summary
 from smartfed.io import atomic_path, atomic_write_text
 
 CONFIG, METRICS, SUMMARY, CHECKPOINTS = "config.toml", "metrics.jsonl", "summary.json", "checkpoints"
@@ -32,44 +34,54 @@ class RunFolder:
         atomic_write_text(self.path / METRICS, "")
 
     def config(self) -> RunConfig:
-        return load_config(str(self.path / CONFIG))
+        """The run's config; a smartfed 0.1 run folder (flat keys) is read through `migrate_flat`."""
+        path = self.path / CONFIG
+        values = read_toml(path)
+        if values and not any(isinstance(v, dict) for v in values.values()):
+            return load_config(base={f"{s}.{k}": v for s, keys in migrate_flat(values).items() for k, v in keys.items()})
+        return load_config(str(path))
 
-    def metrics(self) -> list[dict]:
+    def metrics(self) -> list[RoundRecord]:
         path = self.path / METRICS
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+        lines = path.read_text().splitlines() if path.exists() else []
+        return [RoundRecord.model_validate_json(line) for line in lines if line.strip()]
 
-    def append_metrics(self, line: dict) -> None:
-        text = (self.path / METRICS).read_text() + json.dumps(line) + "\n"
-        atomic_write_text(self.path / METRICS, text)
+    def append_metrics(self, record: RoundRecord) -> None:
+        self._write_metrics(self.metrics() + [record])
 
-    def save_checkpoint(self, round_: int, state: dict[str, torch.Tensor], quotas: dict[str, int], scores: dict[str, float] | None,
-                        prefix: str = "round") -> None:
-        """Trained state plus what the next round needs: its quotas and the smoothed EEQA scores.
-        (`prefix="client"`: the final state of one client of a `local` run, numbered by client.)"""
+    def _write_metrics(self, records: list[RoundRecord]) -> None:
+        atomic_write_text(self.path / METRICS, "".join(r.to_json() + "\n" for r in records))
+
+    def save_checkpoint(self, round_: int, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+        """What the next round needs: the trained state(s) and, as metadata, quotas and EEQA scores."""
         folder = self.path / CHECKPOINTS
         folder.mkdir(exist_ok=True)
-        metadata = {"round": str(round_), "quotas": json.dumps(quotas), "scores": json.dumps(scores)}
-        with atomic_path(folder / f"{prefix}-{round_:04d}.safetensors") as tmp:
-            save_file({k: v.contiguous() for k, v in state.items()}, tmp, metadata=metadata)
+        with atomic_path(folder / f"round-{round_:04d}.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata={"round": str(round_), **metadata})
 
-    def last_checkpoint(self) -> tuple[int, dict[str, torch.Tensor], dict[str, int], dict[str, float] | None] | None:
-        """(round, router state, quotas, scores) of the newest checkpoint; drops metrics lines after it."""
+    def last_checkpoint(self) -> tuple[int, dict[str, torch.Tensor], dict[str, str]] | None:
+        """(round, tensors, metadata) of the newest checkpoint; drops metrics lines after it."""
         files = sorted((self.path / CHECKPOINTS).glob("round-*.safetensors"))
         if not files:
             return None
         with safe_open(files[-1], framework="pt") as f:
-            meta = f.metadata()
-            state = {k: f.get_tensor(k) for k in f.keys()}
-        round_ = int(meta["round"])
-        kept = [m for m in self.metrics() if m["round"] <= round_]
-        atomic_write_text(self.path / METRICS, "".join(json.dumps(m) + "\n" for m in kept))
-        return round_, state, json.loads(meta["quotas"]), json.loads(meta["scores"])
+            metadata = f.metadata()
+            tensors = {k: f.get_tensor(k) for k in f.keys()}
+        round_ = int(metadata["round"])
+        self._write_metrics([m for m in self.metrics() if m.round <= round_])
+        return round_, tensors, metadata
 
-    def write_summary(self, summary: dict) -> None:
-        atomic_write_text(self.path / SUMMARY, json.dumps(summary, indent=1))
+    def write_summary(self, summary: Summary) -> None:
+        atomic_write_text(self.path / SUMMARY, json.dumps(summary.model_dump(exclude_none=True), indent=1))
 
-    def summary(self) -> dict:
+    def summary(self) -> Summary:
         path = self.path / SUMMARY
         if not path.is_file():
             raise SmartFedError(f"{path}: no summary; the run did not finish (resume it with `smartfed run --resume {self.path}`)")
-        return json.loads(path.read_text())
+        try:
+            return Summary.model_validate_json(path.read_text())
+        except ValidationError as err:
+            missing = [str(e["loc"][0]) for e in err.errors() if e["type"] == "missing"]
+            what = f"missing {', '.join(missing)}" if missing else str(err.errors()[0]["msg"])
+            raise SmartFedError(f"{path}: expected a summary with {', '.join(Summary.model_fields)}; {what} "
+                                f"(a run made by an older smartfed, before the energy model: rerun it)") from None

@@ -1,5 +1,6 @@
 """Server side of a round: check each client update, then example-weighted FedAvg of routers."""
 
+import math
 from collections.abc import Iterable, Mapping
 
 import torch
@@ -19,8 +20,15 @@ def check_update(state: Mapping[str, torch.Tensor], reference: Mapping[str, torc
     for key, value in state.items():
         if not torch.isfinite(value).all():
             raise UpdateRejected(f"key '{key}': NaN or Inf")
-    if not isinstance(num_examples, int) or num_examples < 1:
+    if isinstance(num_examples, bool) or not isinstance(num_examples, int) or num_examples < 1:
         raise UpdateRejected(f"num_examples expected a positive int, found {num_examples!r}")
+
+
+def check_importance(importance, matrices: Mapping[str, int]) -> None:
+    """Raise UpdateRejected unless `importance` scores exactly the adapted matrices, finite and >= 0."""
+    if not isinstance(importance, dict) or importance.keys() != matrices.keys() or not all(
+            isinstance(v, float | int) and not isinstance(v, bool) and math.isfinite(v) and v >= 0 for v in importance.values()):
+        raise UpdateRejected("importance scores missing, for other matrices, or not finite and >= 0")
 
 
 class FedAvg:

@@ -1,4 +1,4 @@
-"""The Flower ClientApp: a SuperNode's device. It trains routers with the same `client_update` as the
+"""The Flower ClientApp: a SuperNode's device. It trains what the method trains with the same `client_update` as the
 simulator, on the partition its SuperNode was given (`--node-config "partition-id=P num-partitions=N"`).
 
 `--node-config "... k-avg=1.0"` announces a weak device: it can afford k_avg experts per matrix on
@@ -12,10 +12,9 @@ import json
 from flwr.app import ConfigRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
 
-from smartfed.fed.client import client_update
-from smartfed.fed.federation import client_seed, training_of
+from smartfed.fed.client import client_seed, client_update
 from smartfed.fed.wire import decode_state, encode_state
-from smartfed.flower.task import config_from, workspace
+from smartfed.flower.task import client_data, config_from, model_side
 
 app = ClientApp()
 
@@ -31,7 +30,7 @@ def _partition(context: Context, num_clients: int) -> int:
 @app.query()
 def query(msg: Message, context: Context) -> Message:
     config = config_from(context.run_config)
-    node = ConfigRecord({"partition-id": _partition(context, config.num_clients)})
+    node = ConfigRecord({"partition-id": _partition(context, config.federation.num_clients)})
     if "k-avg" in context.node_config:
         node["k-avg"] = float(context.node_config["k-avg"])
     return Message(RecordDict({"node": node}), reply_to=msg)
@@ -40,12 +39,12 @@ def query(msg: Message, context: Context) -> Message:
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     config = config_from(context.run_config)
-    partition = _partition(context, config.num_clients)
-    ws = workspace(config)
+    partition = _partition(context, config.federation.num_clients)
+    side = model_side(config)
     request = msg.content["round"]
     round_ = int(request["round"])
-    result = client_update(ws.model, ws.tokenizer, decode_state(request["payload"]), json.loads(request["quotas"]),
-                           ws.client_data[partition], training_of(config), client_seed(config, round_, partition))
+    result = client_update(config, side.model, side.tokenizer, decode_state(request["payload"]), json.loads(request["quotas"]),
+                           client_data(config, partition), client_seed(config, round_, partition))
     state = result.state
     fault = context.node_config.get("fault", "")
     if fault == "crash":

@@ -1,17 +1,19 @@
 """The Flower ServerApp: the same server loop as the simulator (`run_federation`), with an exchange
-that sends each sampled client's router state to its SuperNode as a Message and waits for replies.
+that sends each sampled client's state to its SuperNode as a Message and waits for replies.
 
 The router payload is carried as the same safetensors bytes the simulator counts."""
 
 import json
 import time
-from dataclasses import replace
 
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
-from smartfed.fed.federation import ClientReply, run_federation
-from smartfed.flower.task import config_from, workspace
+from smartfed.fed.exchange import ClientReply, ClientRequest
+from smartfed.fed.loop import run_federation
+from smartfed.fed.workspace import heldout_set
+from smartfed.flower.task import config_from, model_side
+from smartfed.methods import get_method
 
 app = ServerApp()
 
@@ -38,37 +40,42 @@ def discover_partitions(grid: Grid, num_clients: int, wait_s: float = 300.0) -> 
     return mapping, budgets
 
 
+def _client_reply(client: int, reply: Message | None, timeout_s: float) -> ClientReply:
+    """A SuperNode's reply as the server loop's ClientReply; anything malformed is a dropped client."""
+    if reply is None:
+        why = f"no reply before client_timeout_s={timeout_s}" if timeout_s else "no reply (the SuperNode went away)"
+        return ClientReply(client, None, status=f"dropped: {why}")
+    if reply.has_error():
+        return ClientReply(client, None, status=f"dropped: {reply.error.reason}")
+    try:
+        metrics, update = reply.content["metrics"], reply.content["update"]
+        importance = json.loads(update["importance"]) if "importance" in update else None
+        return ClientReply(client, update["payload"], metrics["num-examples"],
+                           {"train_loss": float(metrics["train-loss"]), "cpu_s": float(metrics["cpu-s"]), "tokens": int(metrics["tokens"])},
+                           importance=importance)
+    except (KeyError, TypeError, ValueError) as err:
+        return ClientReply(client, None, status=f"dropped: malformed reply ({type(err).__name__}: {err})")
+
+
+def flower_exchange(grid: Grid, node_of: dict[int, int], timeout_s: float):
+    def exchange(round_: int, requests: dict[int, ClientRequest]) -> list[ClientReply]:
+        messages = [
+            Message(RecordDict({"round": ConfigRecord({"round": round_, "payload": r.payload, "quotas": json.dumps(r.quotas)})}),
+                    dst_node_id=node_of[c], message_type=MessageType.TRAIN)
+            for c, r in requests.items()
+        ]
+        replies = {r.metadata.src_node_id: r for r in grid.send_and_receive(messages, timeout=timeout_s or None)}
+        return [_client_reply(c, replies.get(node_of[c]), timeout_s) for c in requests]
+    return exchange
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     config = config_from(context.run_config)
-    if config.method == "local":
-        raise ValueError("method 'local' is not federated: run it with `smartfed run` (nothing to send)")
-    ws = workspace(config)
-    node_of, announced = discover_partitions(grid, config.num_clients)
+    if not get_method(config.run.method).federated:
+        raise ValueError(f"method '{config.run.method}' does not federate: run it with `smartfed run` (nothing to send)")
+    side = model_side(config)  # the server loads no client data
+    node_of, announced = discover_partitions(grid, config.federation.num_clients)
     if announced:  # budgets the devices announced win over the run config's; validated like any config value
-        budgets = config.device_budgets | announced
-        config = replace(config, weak_clients=",".join(f"{c}:{k:g}" for c, k in sorted(budgets.items())))
-
-    def exchange(round_: int, payload: bytes, quotas: dict[int, dict[str, int]], clients: list[int]) -> list[ClientReply]:
-        messages = [
-            Message(RecordDict({"round": ConfigRecord({"round": round_, "payload": payload, "quotas": json.dumps(quotas[c])})}),
-                    dst_node_id=node_of[c], message_type=MessageType.TRAIN)
-            for c in clients
-        ]
-        replies = {r.metadata.src_node_id: r for r in grid.send_and_receive(messages, timeout=config.client_timeout_s or None)}
-        out = []
-        for client in clients:
-            reply = replies.get(node_of[client])
-            if reply is None:
-                out.append(ClientReply(client, None, status="dropped: no reply before client_timeout_s"))
-            elif reply.has_error():
-                out.append(ClientReply(client, None, status=f"dropped: {reply.error.reason}"))
-            else:
-                metrics, update = reply.content["metrics"], reply.content["update"]
-                importance = json.loads(update["importance"]) if "importance" in update else None
-                out.append(ClientReply(client, update["payload"], int(metrics["num-examples"]),
-                                       {"train_loss": float(metrics["train-loss"]), "cpu_s": float(metrics["cpu-s"]),
-                                        "tokens": int(metrics["tokens"])}, importance=importance))
-        return out
-
-    run_federation(config, ws, exchange)
+        config = config.with_values({"eeqa.device_budgets": config.eeqa.device_budgets | announced})
+    run_federation(config, side, heldout_set(config), flower_exchange(grid, node_of, config.federation.client_timeout_s))

@@ -1,12 +1,13 @@
-"""What the Flower apps share: the run config from Flower's run config, and one workspace per process."""
+"""What the Flower apps share: the run config from Flower's run config, and what each process loads
+once: the model side (both apps) and, on a SuperNode only, the clients' data."""
 
-import json
 from functools import cache
 
-from smartfed.fed.config import RunConfig, load_config
-from smartfed.fed.workspace import Workspace, build_workspace
+from smartfed.config import RunConfig, load_config
+from smartfed.data import Example
+from smartfed.fed.workspace import ModelSide, client_partitions, load_model_side
 
-# [tool.flwr.app.config] keys: the smartfed run TOML and `key=value` overrides separated by spaces.
+# [tool.flwr.app.config] keys: the smartfed run TOML and `section.key=value` overrides separated by spaces.
 CONFIG_FILE, OVERRIDES = "config-file", "overrides"
 
 
@@ -17,12 +18,24 @@ def config_from(run_config: dict) -> RunConfig:
 
 
 @cache
-def _workspace(config_json: str) -> Workspace:
-    return build_workspace(RunConfig(**json.loads(config_json)))
+def _model_side(config_toml: str) -> ModelSide:
+    import tomllib
+
+    return load_model_side(RunConfig.model_validate(tomllib.loads(config_toml)))
 
 
-def workspace(config: RunConfig) -> Workspace:
-    """Built once per process (model, pool memory-mapped, data) and reused by every message of the run."""
-    from dataclasses import asdict
+def model_side(config: RunConfig) -> ModelSide:
+    """Built once per process (model, pool memory-mapped) and reused by every message of the run."""
+    return _model_side(config.to_toml())
 
-    return _workspace(json.dumps(asdict(config), sort_keys=True))
+
+@cache
+def _partitions(config_toml: str) -> list[list[Example]]:
+    import tomllib
+
+    return client_partitions(RunConfig.model_validate(tomllib.loads(config_toml)))
+
+
+def client_data(config: RunConfig, partition: int) -> list[Example]:
+    """This SuperNode's training data (loaded once per process); never called by the ServerApp."""
+    return _partitions(config.to_toml())[partition]

@@ -13,10 +13,10 @@ from torch import nn
 from transformers import AutoModelForCausalLM, LlamaConfig
 
 from smartfed.experts import attach_experts, detach_experts, routed_layers, router_state_dict
+from smartfed.models.families import LLAMA_LINEAR_TYPES
 from smartfed.pool.adapter import LoraAdapter, LoraMatrix, linear_shape
 from smartfed.pool.expert_pool import ExpertPool
 
-LLAMA_LINEAR_TYPES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # Published LLaMA-2-7B shapes (Touvron et al. 2023, Table 1 / the released config.json).
 LLAMA2_7B = LlamaConfig(
     hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,

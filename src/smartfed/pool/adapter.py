@@ -126,13 +126,8 @@ def _targets(config: dict, model: nn.Module) -> set[str] | None:
     return {name for name, _ in model.named_modules() if name and check_target_module_exists(matcher, name)}
 
 
-def read_adapter(folder: str | Path, model: nn.Module, name: str | None = None) -> LoraAdapter:
-    """Read a PEFT LoRA adapter folder and check every matrix against `model`."""
-    folder = Path(folder)
-    config = _read_config(folder)
-    weights_path, weights = _read_weights(folder)
-    modules = dict(model.named_modules())
-
+def _pairs(weights_path: Path, weights: dict[str, torch.Tensor]) -> dict[str, dict[str, torch.Tensor]]:
+    """module name -> {"A": lora_A weight, "B": lora_B weight}, as found in the file."""
     pairs: dict[str, dict[str, torch.Tensor]] = {}
     for key, tensor in weights.items():
         match = _KEY.match(key)
@@ -142,44 +137,50 @@ def read_adapter(folder: str | Path, model: nn.Module, name: str | None = None) 
                 "(plain LoRA on linear layers)"
             )
         pairs.setdefault(match["module"], {})[match["part"]] = tensor
+    return pairs
 
+
+def _matrix(weights_path: Path, config: dict, module_name: str, parts: dict, modules: dict, expected: set[str] | None) -> LoraMatrix:
+    """One module's A, B and scale, checked against the base model's layer of that name."""
+    prefix = f"base_model.model.{module_name}"
+    where = f"{weights_path}: key '{prefix}'"
+    if set(parts) != {"A", "B"}:
+        missing = ({"A", "B"} - set(parts)).pop()
+        raise AdapterError(f"{where}: expected both lora_A and lora_B, found no lora_{missing}")
+    if module_name not in modules:
+        raise AdapterError(f"{where}: expected a module of that name in the base model, found none")
+    if expected is not None and module_name not in expected:
+        raise AdapterError(f"{where}: present in the weights but not matched by target_modules={config.get('target_modules')!r}")
+    shape = linear_shape(modules[module_name])
+    if shape is None:
+        raise AdapterError(f"{where}: expected a linear layer, found {type(modules[module_name]).__name__}")
+    d_in, d_out = shape
+    rank_pattern, alpha_pattern = config.get("rank_pattern") or {}, config.get("alpha_pattern") or {}
+    r = rank_pattern.get(get_pattern_key(rank_pattern.keys(), module_name), config["r"])
+    alpha = alpha_pattern.get(get_pattern_key(alpha_pattern.keys(), module_name), config["lora_alpha"])
+    A, B = parts["A"], parts["B"]
+    for part, tensor, shape in (("A", A, (r, d_in)), ("B", B, (d_out, r))):
+        if tuple(tensor.shape) != shape:
+            raise AdapterError(f"{weights_path}: key '{prefix}.lora_{part}.weight': expected shape {shape}, found {tuple(tensor.shape)}")
+    if not (torch.isfinite(A).all() and torch.isfinite(B).all()):
+        raise AdapterError(f"{where}: expected finite weights, found NaN or Inf")
+    scale = alpha / math.sqrt(r) if config.get("use_rslora", False) else alpha / r
+    return LoraMatrix(A=A.float(), B=B.float(), scale=float(scale))
+
+
+def read_adapter(folder: str | Path, model: nn.Module, name: str | None = None) -> LoraAdapter:
+    """Read a PEFT LoRA adapter folder and check every matrix against `model`."""
+    folder = Path(folder)
+    config = _read_config(folder)
+    weights_path, weights = _read_weights(folder)
+    modules = dict(model.named_modules())
+    pairs = _pairs(weights_path, weights)
     expected = _targets(config, model)
     if expected is not None:
         for module_name in sorted(expected - pairs.keys()):
             if linear_shape(modules[module_name]) is not None:
                 raise AdapterError(f"{weights_path}: config targets '{module_name}', expected lora_A/lora_B for it, found none")
-
-    use_rslora = bool(config.get("use_rslora", False))
-    rank_pattern = config.get("rank_pattern") or {}
-    alpha_pattern = config.get("alpha_pattern") or {}
-    matrices: dict[str, LoraMatrix] = {}
-    for module_name, parts in pairs.items():
-        prefix = f"base_model.model.{module_name}"
-        where = f"{weights_path}: key '{prefix}'"
-        if set(parts) != {"A", "B"}:
-            missing = ({"A", "B"} - set(parts)).pop()
-            raise AdapterError(f"{where}: expected both lora_A and lora_B, found no lora_{missing}")
-        if module_name not in modules:
-            raise AdapterError(f"{where}: expected a module of that name in the base model, found none")
-        if expected is not None and module_name not in expected:
-            raise AdapterError(f"{where}: present in the weights but not matched by target_modules={config.get('target_modules')!r}")
-        shape = linear_shape(modules[module_name])
-        if shape is None:
-            raise AdapterError(f"{where}: expected a linear layer, found {type(modules[module_name]).__name__}")
-        d_in, d_out = shape
-        r = rank_pattern.get(get_pattern_key(rank_pattern.keys(), module_name), config["r"])
-        alpha = alpha_pattern.get(get_pattern_key(alpha_pattern.keys(), module_name), config["lora_alpha"])
-        A, B = parts["A"], parts["B"]
-        for part, tensor, shape in (("A", A, (r, d_in)), ("B", B, (d_out, r))):
-            if tuple(tensor.shape) != shape:
-                raise AdapterError(
-                    f"{weights_path}: key '{prefix}.lora_{part}.weight': expected shape {shape}, found {tuple(tensor.shape)}"
-                )
-        if not (torch.isfinite(A).all() and torch.isfinite(B).all()):
-            raise AdapterError(f"{where}: expected finite weights, found NaN or Inf")
-        scale = alpha / math.sqrt(r) if use_rslora else alpha / r
-        matrices[module_name] = LoraMatrix(A=A.float(), B=B.float(), scale=float(scale))
-
+    matrices = {m: _matrix(weights_path, config, m, parts, modules, expected) for m, parts in pairs.items()}
     if not matrices:
         raise AdapterError(f"{weights_path}: expected at least one lora_A/lora_B pair, found none")
     # Keep the base model's module order, so pools built from the same adapters are identical.
@@ -191,6 +192,6 @@ def read_adapter(folder: str | Path, model: nn.Module, name: str | None = None) 
         base_model=config.get("base_model_name_or_path"),
         r=int(config["r"]),
         lora_alpha=float(config["lora_alpha"]),
-        use_rslora=use_rslora,
+        use_rslora=bool(config.get("use_rslora", False)),
         matrices=matrices,
     )

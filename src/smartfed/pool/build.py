@@ -21,11 +21,12 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from smartfed.data import composition_splits
-from smartfed.eval.generate import collate, encode_for_training
-from smartfed.metrics.sizes import LLAMA_LINEAR_TYPES
+from smartfed.data.tokenize import collate, encode_for_training
+from smartfed.models.families import LLAMA_LINEAR_TYPES
 from smartfed.models import DEFAULT_MODEL, load_base_model
+from smartfed.pool.resolve import DEFAULT_SKILLS
 
-SKILLS = ("zh", "math", "code", "instruct")  # the default pool: one module per skill
+SKILLS = DEFAULT_SKILLS
 CARD = "smartfed_card.json"
 
 
@@ -116,6 +117,14 @@ def build_module(cfg: BuildConfig) -> Path:
             _save_checkpoint(checkpoints, peft_model, optimizer, scheduler, step, losses)
     bar.close()
 
+    _write_module(out, cfg, peft_model, train, step, losses, time.time() - start)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    peft_model.unload()
+    return out
+
+
+def _write_module(out: Path, cfg: BuildConfig, peft_model, train: list, step: int, losses: list[float], seconds: float) -> None:
+    """The adapter folder with its card, written whole: a temp folder, then every file renamed in (the card last)."""
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     peft_model.save_pretrained(tmp)
@@ -128,7 +137,7 @@ def build_module(cfg: BuildConfig) -> Path:
         "first_loss": sum(losses[:10]) / len(losses[:10]),
         "final_loss": sum(losses[-10:]) / len(losses[-10:]),
         "losses": losses,
-        "seconds_this_run": round(time.time() - start, 1),
+        "seconds_this_run": round(seconds, 1),
         "torch_threads": torch.get_num_threads(),
     }
     (tmp / CARD).write_text(json.dumps(card, indent=1))
@@ -141,9 +150,6 @@ def build_module(cfg: BuildConfig) -> Path:
     for path in sorted(tmp.iterdir(), key=lambda p: p.name == CARD):  # the card lands last: it marks a finished module
         os.replace(path, out / path.name)
     shutil.rmtree(tmp)
-    shutil.rmtree(checkpoints, ignore_errors=True)
-    peft_model.unload()
-    return out
 
 
 def _save_checkpoint(folder: Path, peft_model, optimizer, scheduler, step: int, losses: list[float]) -> None:

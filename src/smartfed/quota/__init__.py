@@ -1,3 +1,5 @@
 from smartfed.quota.allocation import allocate_quotas, device_quotas, smooth_scores
+from smartfed.quota.importance import IMPORTANCE_KINDS
+from smartfed.quota.planner import QuotaPlanner
 
-__all__ = ["allocate_quotas", "device_quotas", "smooth_scores"]
+__all__ = ["IMPORTANCE_KINDS", "QuotaPlanner", "allocate_quotas", "device_quotas", "smooth_scores"]

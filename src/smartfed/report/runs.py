@@ -11,54 +11,50 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from smartfed.errors import SmartFedError  # noqa: E402
-from smartfed.fed.config import RunConfig  # noqa: E402
+from smartfed.config import RunConfig  # noqa: E402
+from smartfed.fed.records import RoundRecord, Summary  # noqa: E402
 from smartfed.fed.run_folder import RunFolder  # noqa: E402
 from smartfed.io import atomic_write_text  # noqa: E402
-from smartfed.metrics.energy import forward_token_passes  # noqa: E402
-
-
-SUMMARY_KEYS = ("cumulative_bytes_up", "cumulative_bytes_down", "energy_compute_j", "energy_radio_j", "client_cpu_s", "wall_s")
+from smartfed.methods import Method, get_method  # noqa: E402
 
 
 @dataclass
 class RunResult:
     name: str
     config: RunConfig
-    metrics: list[dict]
-    summary: dict
+    metrics: list[RoundRecord]
+    summary: Summary
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunResult":
         run = RunFolder(run_dir)
         summary = run.summary()
-        missing = [key for key in SUMMARY_KEYS if key not in summary]
-        if missing:
-            raise SmartFedError(f"{run.path / 'summary.json'}: expected keys {', '.join(SUMMARY_KEYS)}; missing "
-                                f"{', '.join(missing)} (a run made before the energy model: rerun it)")
         return cls(Path(run_dir).name, run.config(), run.metrics(), summary)
 
     @property
+    def method(self) -> Method:
+        return get_method(self.config.run.method)
+
+    @property
     def losses(self) -> list[tuple[int, float]]:
-        return [(m["round"], m["heldout_loss"]) for m in self.metrics if "heldout_loss" in m]
+        return [(m.round, m.heldout_loss) for m in self.metrics if m.heldout_loss is not None]
 
     @property
     def bytes_total(self) -> int:
-        return self.summary["cumulative_bytes_up"] + self.summary["cumulative_bytes_down"]
+        return self.summary.cumulative_bytes_up + self.summary.cumulative_bytes_down
 
     @property
     def energy_j(self) -> float:
-        return self.summary["energy_compute_j"] + self.summary["energy_radio_j"]
+        return self.summary.energy_compute_j + self.summary.energy_radio_j
 
     @property
     def token_passes(self) -> int:
-        """Client compute over the run in forward-pass token equivalents (smartfed.metrics.energy)."""
-        tokens = sum(c.get("tokens", 0) for m in self.metrics for c in m.get("clients", []))
-        return forward_token_passes(self.config.method, tokens)
+        """Client compute over the run in forward-pass token equivalents (the method's passes per token)."""
+        return self.method.passes_per_token * sum(c.tokens or 0 for m in self.metrics for c in m.clients)
 
     @property
     def mean_score(self) -> float | None:
-        scores = self.summary.get("scores")
+        scores = self.summary.scores
         return sum(scores.values()) / len(scores) if scores else None
 
     def rounds_to_reach(self, target: float) -> int | None:
@@ -68,8 +64,8 @@ class RunResult:
 
 def fedit_of(result: RunResult, results: list[RunResult]) -> RunResult | None:
     """The FedIT run with the same composition and data fraction, the reference for ratios."""
-    return next((r for r in results if r.config.method == "fedit" and r.config.composition == result.config.composition
-                 and r.config.data_fraction == result.config.data_fraction), None)
+    return next((r for r in results if r.method.is_reference and r.config.data.composition == result.config.data.composition
+                 and r.config.data.fraction == result.config.data.fraction), None)
 
 
 def _fmt(value, spec: str, missing: str = "-") -> str:
@@ -77,21 +73,21 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 
 
 def summary_table(results: list[RunResult]) -> str:
-    suites = list(dict.fromkeys(s for r in results for s in r.summary.get("scores", {})))
+    suites = list(dict.fromkeys(s for r in results for s in r.summary.scores or {}))
     lines = ["| run | method | router | EEQA | data | " + " | ".join(f"{s} %" for s in suites) + (" | " if suites else "")
              + "held-out loss start -> end | rounds to FedIT's final loss | MB up | MB down | energy kJ | client CPU s "
              "| client compute (k token-passes) | wall s |",
              "|---|---|---|---|---:|" + "---:|" * len(suites) + "---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         c, fedit = r.config, fedit_of(r, results)
-        reach = r.rounds_to_reach(fedit.losses[-1][1]) if fedit and r.config.eval_every == 1 else None
-        scores = r.summary.get("scores", {})
-        cells = [r.name, c.method, c.routed_with or f"LoRA r{c.lora_rank}", "on" if c.uses_eeqa else "off", f"{c.data_fraction:g}",
+        reach = r.rounds_to_reach(fedit.losses[-1][1]) if fedit and c.eval.every == 1 else None
+        scores = r.summary.scores or {}
+        cells = [r.name, c.run.method, r.method.trains(c), "on" if r.method.uses_eeqa(c) else "off", f"{c.data.fraction:g}",
                  *(_fmt(None if scores.get(s) is None else 100 * scores[s], ".1f") for s in suites),
-                 f"{r.losses[0][1]:.4f} -> {r.losses[-1][1]:.4f}", "-" if not fedit or r.config.eval_every != 1 else _fmt(reach, "d", "not reached"),
-                 f"{r.summary['cumulative_bytes_up'] / 1e6:.2f}", f"{r.summary['cumulative_bytes_down'] / 1e6:.2f}",
-                 f"{r.energy_j / 1e3:.2f}", f"{r.summary['client_cpu_s']:.0f}", f"{r.token_passes / 1e3:.1f}",
-                 f"{r.summary['wall_s']:.0f}"]
+                 f"{r.losses[0][1]:.4f} -> {r.losses[-1][1]:.4f}", "-" if not fedit or c.eval.every != 1 else _fmt(reach, "d", "not reached"),
+                 f"{r.summary.cumulative_bytes_up / 1e6:.2f}", f"{r.summary.cumulative_bytes_down / 1e6:.2f}",
+                 f"{r.energy_j / 1e3:.2f}", f"{r.summary.client_cpu_s:.0f}", f"{r.token_passes / 1e3:.1f}",
+                 f"{r.summary.wall_s:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -108,7 +104,7 @@ def ratio_table(results: list[RunResult]) -> str:
         target = fedit.losses[-1][1]
         reach, fedit_reach = r.rounds_to_reach(target), fedit.rounds_to_reach(target)
         convergence = f"{fedit_reach / reach:.2f}x" if reach else "not reached"
-        if r.config.eval_every != 1 or fedit.config.eval_every != 1:  # only rounds that were evaluated can count
+        if r.config.eval.every != 1 or fedit.config.eval.every != 1:  # only rounds that were evaluated can count
             convergence = "- (not evaluated every round)"
         score_delta = None if r.mean_score is None or fedit.mean_score is None else 100 * (r.mean_score - fedit.mean_score)
         bytes_ratio = f"{fedit.bytes_total / r.bytes_total:.2f}x" if r.bytes_total else "nothing sent"
@@ -119,8 +115,8 @@ def ratio_table(results: list[RunResult]) -> str:
 
 
 def _style(r: RunResult, i: int) -> dict:
-    """One colour per run (20 before any repeats), dashed for SmartFed without EEQA, so 11 runs stay apart."""
-    return {"color": plt.cm.tab20(i % 20), "linestyle": "--" if r.config.method == "smartfed" and not r.config.uses_eeqa else "-",
+    """One colour per run (20 before any repeats), dashed for runs that turned EEQA off, so 11 runs stay apart."""
+    return {"color": plt.cm.tab20(i % 20), "linestyle": "--" if not r.config.eeqa.enabled else "-",
             "marker": "o", "label": r.name}
 
 
@@ -144,7 +140,7 @@ def bytes_plot(results: list[RunResult], out: Path) -> Path:
     """Held-out loss against cumulative bytes sent and received (runs that send something)."""
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for i, r in enumerate(results):
-        sent = {m["round"]: m["cumulative_bytes_up"] + m["cumulative_bytes_down"] for m in r.metrics}
+        sent = {m.round: m.cumulative_bytes_up + m.cumulative_bytes_down for m in r.metrics}
         points = [(sent[rd] / 1e6, loss) for rd, loss in r.losses if rd > 0 and sent[rd] > 0]
         if points:
             ax.plot(*zip(*points), **_style(r, i))
@@ -158,14 +154,15 @@ def bytes_plot(results: list[RunResult], out: Path) -> Path:
 def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
     """Mean benchmark score and final held-out loss against data fraction, per method (sweeps only)."""
     by_method: dict[str, list[RunResult]] = {}
-    for r in results:
-        by_method.setdefault(r.name.split("-frac")[0], []).append(r)
-    sweeps = {m: sorted(rs, key=lambda r: r.config.data_fraction) for m, rs in by_method.items() if len(rs) > 1}
+    for r in results:  # runs that differ only in their data fraction (and name) form one sweep
+        same = {k: v for k, v in r.config.flat().items() if k not in ("run.name", "data.fraction")}
+        by_method.setdefault(repr(sorted(same.items())), []).append(r)
+    sweeps = {_sweep_label(rs): sorted(rs, key=lambda r: r.config.data.fraction) for rs in by_method.values() if len(rs) > 1}
     if not sweeps:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
     for method, rs in sweeps.items():
-        fractions = [r.config.data_fraction for r in rs]
+        fractions = [r.config.data.fraction for r in rs]
         if all(r.mean_score is not None for r in rs):
             left.plot(fractions, [100 * r.mean_score for r in rs], marker="o", label=method)
         right.plot(fractions, [r.losses[-1][1] for r in rs], marker="o", label=method)
@@ -178,12 +175,18 @@ def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
     return _save(fig, out)
 
 
+def _sweep_label(runs: list[RunResult]) -> str:
+    """The name the runs of a sweep share (`fedit-frac0.1`, `fedit` -> `fedit`), else the first name."""
+    first = min((r.name for r in runs), key=len)
+    return first if all(r.name.startswith(first) for r in runs) else runs[0].name
+
+
 def quota_heatmap(run_dir: Path, out: Path) -> Path:
     """Quotas k_j per round: one panel per round, layers (rows) x matrix types (columns)."""
-    metrics = [m for m in RunFolder(run_dir).metrics() if m["round"] > 0]
+    metrics = [m for m in RunFolder(run_dir).metrics() if m.round > 0]
     if not metrics:
         raise ValueError(f"{run_dir}: expected at least one finished round, found none")
-    names = list(metrics[0]["quotas"])
+    names = list(metrics[0].quotas)
     parsed = [re.search(r"\.(\d+)\.(?:.*\.)?([^.]+)$", n) for n in names]
     if not all(parsed):  # not a layered model: one row per matrix
         parsed_keys = [(i, "k_j") for i in range(len(names))]
@@ -193,13 +196,13 @@ def quota_heatmap(run_dir: Path, out: Path) -> Path:
     types = list(dict.fromkeys(t for _, t in parsed_keys))
     fig, axes = plt.subplots(1, len(metrics), figsize=(1.5 + 1.6 * len(metrics) * max(1, len(types) / 7), 1.5 + 0.16 * len(layers)),
                              squeeze=False, sharey=True)
-    vmax = max(max(m["quotas"].values()) for m in metrics)
+    vmax = max(max(m.quotas.values()) for m in metrics)
     for ax, m in zip(axes[0], metrics):
         grid = np.full((len(layers), len(types)), np.nan)
         for name, (layer, kind) in zip(names, parsed_keys):
-            grid[layers.index(layer), types.index(kind)] = m["quotas"][name]
+            grid[layers.index(layer), types.index(kind)] = m.quotas[name]
         image = ax.imshow(grid, aspect="auto", cmap="viridis", interpolation="nearest", vmin=0, vmax=vmax)
-        ax.set_title(f"round {m['round']}", fontsize=8)
+        ax.set_title(f"round {m.round}", fontsize=8)
         ax.set_xticks(range(len(types)), types, rotation=90, fontsize=6)
     axes[0][0].set_yticks(range(len(layers)), [str(layer) for layer in layers], fontsize=6)
     axes[0][0].set_ylabel("layer")
@@ -224,7 +227,7 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     plots = [loss_plot(results, out_dir / "heldout_loss.png"), bytes_plot(results, out_dir / "loss_vs_bytes.png"),
              fraction_plot(results, out_dir / "data_fraction.png")]
     plots += [quota_heatmap(Path(d), out_dir / f"quotas-{r.name}.png") for d, r in zip(run_dirs, results)
-              if r.config.uses_eeqa and r.config.method == "smartfed"]  # `local` clients each keep their own quotas
+              if r.method.uses_eeqa(r.config) and r.method.federated]  # clients of `local` each keep their own quotas
     text = summary_table(results) + "\n"
     if ratios.count("\n") > 1:
         text += "\nAgainst FedIT on the same data (computed from the runs above):\n\n" + ratios + "\n"

@@ -10,7 +10,15 @@ from smartfed.routers.lowrank import LowRankRouter
 from smartfed.routers.module import ModuleRouter
 from smartfed.routers.static import StaticRouter
 
-ROUTER_KINDS = ("linear", "activation", "lowrank", "static", "module")
+ROUTER_CLASSES: dict[str, type[Router]] = {
+    "linear": LinearRouter, "activation": ActivationRouter, "lowrank": LowRankRouter, "static": StaticRouter, "module": ModuleRouter,
+}
+ROUTER_KINDS = tuple(ROUTER_CLASSES)
+
+
+def uses_top_k(kind: str) -> bool:
+    """Whether routers of this kind keep only the top-k experts per token (so per-matrix quotas mean something)."""
+    return ROUTER_CLASSES[kind].uses_top_k
 
 
 def build_router(kind: str, experts: MatrixExperts, init_std: float = 0.01, rank: int = 4) -> Router:
@@ -44,4 +52,5 @@ __all__ = [
     "build_router",
     "num_router_parameters",
     "topk_softmax",
+    "uses_top_k",
 ]

@@ -6,16 +6,23 @@ the examples plus 0.05 * mean |w|. Federated: each client starts its search from
 and the server averages the weights the clients found (example-weighted), like any other state.
 """
 
-import warnings
+from __future__ import annotations
 
-import nevergrad as ng
+import warnings
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
 from torch import nn
 
 from smartfed.data import Example
-from smartfed.eval.generate import collate, encode_for_training
+from smartfed.data.tokenize import collate, encode_for_training
 from smartfed.experts import routed_layers, set_module_weights
+from smartfed.methods.base import LocalWork
+from smartfed.methods.routed import RoutedMethod
+
+if TYPE_CHECKING:
+    from smartfed.config import RunConfig
 
 BOUND = 1.5
 L1_WEIGHT = 0.05
@@ -46,6 +53,8 @@ def search_module_weights(
         tokens += sum(int(b["attention_mask"].sum()) for b in batches)
         return torch.stack(losses).mean().item() + L1_WEIGHT * float(np.abs(w).mean())
 
+    import nevergrad as ng  # here, not at the top: it takes seconds to import and only this search needs it
+
     start = np.clip(np.array(module_weights(model)), -BOUND, BOUND)
     parametrization = ng.p.Array(init=start).set_bounds(-BOUND, BOUND)
     parametrization.random_state = np.random.RandomState(seed % 2**32)
@@ -55,3 +64,19 @@ def search_module_weights(
         best = optimizer.minimize(objective).value
     best_objective = objective(best)  # also leaves the model holding the best weights
     return best.tolist(), best_objective, tokens
+
+
+class LoraHub(RoutedMethod):
+    name = "lorahub"
+    passes_per_token = 1  # the search only runs forward passes
+
+    def router_kind(self, config: RunConfig) -> str:
+        return "static"
+
+    def train(self, model: nn.Module, tokenizer, examples: list[Example], batches: list[list[int]], config: RunConfig,
+              seed: int) -> LocalWork:
+        """No gradients: search the module weights on the examples the gradient methods would train on."""
+        chosen = [examples[i] for i in dict.fromkeys(i for idx in batches for i in idx)]
+        _, objective, tokens = search_module_weights(model, tokenizer, chosen, config.training.batch_size, config.training.max_length,
+                                                     config.lorahub.search_budget, seed)
+        return LocalWork(objective, tokens)

@@ -1,0 +1,7 @@
+"""`python -m smartfed` is the `smartfed` command."""
+
+import sys
+
+from smartfed.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,76 @@
+"""The paper's comparison as one runnable sweep: every method on the same composition, data,
+partitions, clients, rounds, evaluation and byte accounting, then `smartfed report` over the runs.
+
+A run that already has its summary is kept (a sweep picks up where it stopped); a run that stopped
+mid-way is resumed from its last round.
+"""
+
+import shutil
+from pathlib import Path
+
+from smartfed.config import RunConfig, load_config
+from smartfed.errors import ConfigError
+from smartfed.fed.run_folder import CHECKPOINTS, METRICS, SUMMARY, RunFolder
+from smartfed.fed.simulation import run_simulation
+from smartfed.methods import get_method
+
+# run name -> config keys: every router kind with and without EEQA, and every baseline.
+METHOD_RUNS: dict[str, dict] = {
+    **{f"smartfed-{kind}{'' if eeqa else '-topk'}": {"run.method": "smartfed", "router.kind": kind, "eeqa.enabled": eeqa}
+       for kind in ("linear", "activation", "lowrank") for eeqa in (True, False)},
+    "fedit": {"run.method": "fedit"},
+    "ffa-lora": {"run.method": "ffa-lora"},
+    "lorahub": {"run.method": "lorahub"},
+    "module-router": {"run.method": "module-router"},
+    "local": {"run.method": "local", "eval.every": 1_000_000},  # held-out loss once, at the end: it is per client
+}
+
+# The scale the README's results use on 2 CPU cores, and the CI smoke scale (--quick).
+STANDARD = {"federation.num_clients": 10, "federation.clients_per_round": 3, "federation.rounds": 4, "training.local_steps": 3,
+            "training.batch_size": 4, "training.max_length": 160, "eval.examples": 24, "eval.score_examples": 8}
+QUICK = {"federation.num_clients": 4, "federation.clients_per_round": 2, "federation.min_clients": 1, "federation.rounds": 2,
+         "training.local_steps": 1, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4, "eval.score_examples": 2,
+         "lorahub.search_budget": 3}
+
+
+def comparison_configs(composition: str, out_dir: str, methods: list[str], fractions: list[float], quick: bool,
+                       overrides: list[str] = ()) -> list[RunConfig]:
+    """One config per (method run, data fraction); names say both (`fedit`, `fedit-frac0.1`)."""
+    unknown = [m for m in methods if m not in METHOD_RUNS]
+    if unknown:
+        raise ConfigError(f"unknown method run '{unknown[0]}': expected one of {', '.join(METHOD_RUNS)}")
+    controlled = {"run.name", "data.fraction", *(k for run in METHOD_RUNS.values() for k in run)}
+    fixed = sorted({item.split("=", 1)[0].strip() for item in overrides} & controlled)
+    if fixed:
+        raise ConfigError(f"--set {fixed[0]}=...: expected a key the sweep does not set itself (it sets {sorted(controlled)})")
+    base = load_config(overrides=list(overrides),
+                       base={**(QUICK if quick else STANDARD), "data.composition": composition, "run.out_dir": out_dir})
+    return [base.with_values({"run.name": method if fraction == 1 else f"{method}-frac{fraction:g}", "data.fraction": fraction,
+                              **METHOD_RUNS[method]})
+            for method in methods for fraction in fractions]
+
+
+def _check_same_settings(config: RunConfig) -> None:
+    earlier, now = RunFolder(config.run_dir).config().flat(), config.flat()
+    differ = [key for key in now if earlier.get(key) != now[key]]
+    if differ:
+        raise ConfigError(f"{config.run_dir / 'config.toml'}: an earlier run with other settings ({', '.join(differ)}); "
+                          f"expected {differ[0]}={now[differ[0]]!r}, found {earlier.get(differ[0])!r}: use another --out")
+
+
+def run_comparison(configs: list[RunConfig], log=print) -> list[Path]:
+    """Run every config not finished yet; return the run folders in order."""
+    for config in configs:
+        folder = config.run_dir
+        if (folder / "config.toml").is_file():
+            _check_same_settings(config)
+        if (folder / SUMMARY).is_file():
+            log(f"{folder}: finished earlier, kept")
+            continue
+        resume = (folder / CHECKPOINTS).is_dir()
+        if (folder / METRICS).exists() and not resume:
+            shutil.rmtree(folder)  # killed before its first checkpoint
+        log(f"== {config.run.name}: method {config.run.method} ({get_method(config.run.method).trains(config)}), "
+            f"data fraction {config.data.fraction:g}" + (" (resuming)" if resume else ""))
+        run_simulation(config, resume=resume, log=log)
+    return [c.run_dir for c in configs]

@@ -1,0 +1,144 @@
+"""The server's loop, one implementation for every method and both engines.
+
+Each round: the population says which clients train from which state with which quotas; `exchange`
+carries the requests out and the replies back; each reply is checked and folded in; then evaluation
+and the round's record and checkpoint. Engines differ only in `exchange` (fed/exchange.py).
+"""
+
+import json
+import time
+
+from smartfed.config import RunConfig
+from smartfed.errors import RunFailed
+from smartfed.eval.generate import heldout_loss
+from smartfed.experts import get_quotas, routed_layers, set_quotas
+from smartfed.fed.exchange import ClientReply, ClientRequest, Exchange
+from smartfed.fed.population import OwnModels, SharedModel, make_population
+from smartfed.fed.records import ClientRecord, RoundRecord
+from smartfed.fed.run_folder import RunFolder
+from smartfed.fed.finish import finish_run
+from smartfed.fed.server import UpdateRejected, check_importance, check_update
+from smartfed.fed.wire import decode_state
+from smartfed.fed.workspace import ModelSide
+from smartfed.methods import Method, get_method
+from smartfed.metrics.energy import round_energy
+
+Population = SharedModel | OwnModels
+
+
+def run_federation(config: RunConfig, side: ModelSide, heldout: list, exchange: Exchange, resume: bool = False, log=print):
+    """Run (or resume) the rounds of `config`; return the Summary written to the run folder."""
+    method, run = get_method(config.run.method), RunFolder(config.run_dir)
+    population, start = _start(config, method, side, heldout, run, resume)
+    for round_ in range(start + 1, config.federation.rounds + 1):
+        began = time.time()
+        record = play_round(config, method, population, exchange, round_, log)
+        previous = run.metrics()[-1]
+        record.cumulative_bytes_up = previous.cumulative_bytes_up + record.bytes_up
+        record.cumulative_bytes_down = previous.cumulative_bytes_down + record.bytes_down
+        if round_ % config.eval.every == 0 or round_ == config.federation.rounds:
+            _set_heldout(record, evaluate(method, side, heldout, population.models()))
+        record.wall_s = round(time.time() - began, 2)
+        run.append_metrics(record)  # before the checkpoint: see run_folder.py
+        run.save_checkpoint(round_, *population.checkpoint())
+        log(format_round(record))
+    return finish_run(config, method, side, run, population.models())
+
+
+def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, run: RunFolder, resume: bool) -> tuple[Population, int]:
+    """A new population and round 0 (evaluated, checkpointed), or the one of the last checkpoint."""
+    sizes = {name: layer.num_experts for name, layer in routed_layers(side.model).items()}
+    population = make_population(config, method.federated, method.uses_eeqa(config), method.state_dict(side.model),
+                                 get_quotas(side.model), sizes)
+    last = run.last_checkpoint() if resume else None
+    if last is not None:
+        start, tensors, metadata = last
+        population.restore(tensors, metadata)
+        return population, start
+    if not resume:
+        run.create(config)
+    record = RoundRecord(round=0, quotas=get_quotas(side.model))
+    _set_heldout(record, evaluate(method, side, heldout, population.models()))
+    run.append_metrics(record)
+    run.save_checkpoint(0, *population.checkpoint())
+    return population, 0
+
+
+def play_round(config: RunConfig, method: Method, population: Population, exchange: Exchange, round_: int, log) -> RoundRecord:
+    """Send, receive, check and fold in every client's update; aggregate. Raises RunFailed on too few."""
+    requests = population.requests(round_)
+    needs_importance = method.uses_eeqa(config)
+    records, losses = [], []
+    for reply in exchange(round_, requests):
+        record = client_record(reply, requests[reply.client], population.sends)
+        records.append(record)
+        try:
+            state = accept_reply(reply, population.reference(reply.client), needs_importance, requests[reply.client].quotas)
+        except UpdateRejected as err:
+            record.status = f"rejected: {err}" if reply.upload is not None else reply.status
+            log(f"round {round_}: client {reply.client} {record.status}")
+            continue
+        record.num_examples, record.importance = reply.num_examples, reply.importance
+        record.train_loss, record.seconds = reply.metrics.get("train_loss"), reply.metrics.get("seconds")
+        population.accept(reply.client, state, reply.num_examples, reply.importance)
+        losses.append((reply.metrics.get("train_loss", float("nan")), reply.num_examples))
+    if len(losses) < config.federation.min_clients:
+        raise RunFailed(f"round {round_}: {len(losses)} client updates accepted, expected at least "
+                        f"min_clients={config.federation.min_clients}")
+    return RoundRecord(round=round_, clients=records, accepted=len(losses), **population.end_round(),
+                       train_loss=sum(loss * n for loss, n in losses) / sum(n for _, n in losses),
+                       bytes_up=sum(r.bytes_up for r in records), bytes_down=sum(r.bytes_down for r in records),
+                       **round_energy(config.energy, records))
+
+
+def client_record(reply: ClientReply, request: ClientRequest, sends: bool) -> ClientRecord:
+    """Status, quotas and bytes of one reply; CPU seconds and tokens count even if it is rejected."""
+    importance_bytes = len(json.dumps(reply.importance).encode()) if reply.importance else 0
+    record = ClientRecord(client=reply.client, status=reply.status, quota_total=sum(request.quotas.values()),
+                          budget_k_avg=request.budget_k_avg)
+    if sends:
+        record.bytes_down = len(request.payload) + len(json.dumps(request.quotas).encode())
+        record.bytes_up = len(reply.upload or b"") + importance_bytes
+    record.cpu_s, record.tokens = reply.metrics.get("cpu_s"), reply.metrics.get("tokens")
+    return record
+
+
+def accept_reply(reply: ClientReply, reference: dict, needs_importance: bool, quotas: dict[str, int]) -> dict:
+    """The decoded, checked state of a reply; UpdateRejected says why it cannot be aggregated."""
+    if reply.upload is None:
+        raise UpdateRejected(reply.status)
+    try:
+        state = decode_state(reply.upload)
+    except Exception as err:  # bytes that do not decode
+        raise UpdateRejected(f"undecodable upload: {type(err).__name__}: {err}") from err
+    check_update(state, reference, reply.num_examples)
+    if needs_importance:
+        check_importance(reply.importance, quotas)
+    return state
+
+
+def evaluate(method: Method, side: ModelSide, heldout: list, models: list) -> list[float]:
+    """Held-out loss of each (state, quotas); a state shared by several entries is scored once."""
+    cache: dict[tuple, float] = {}
+    for state, quotas in models:
+        key = (id(state), tuple(sorted(quotas.items())))
+        if key not in cache:
+            method.load_state_dict(side.model, state)
+            set_quotas(side.model, quotas)
+            cache[key] = heldout_loss(side.model, side.tokenizer, heldout, max_length=384, desc="held-out loss")
+    return [cache[(id(s), tuple(sorted(q.items())))] for s, q in models]
+
+
+def _set_heldout(record: RoundRecord, losses: list[float]) -> None:
+    record.heldout_loss = sum(losses) / len(losses)
+    if len(losses) > 1:
+        record.heldout_loss_per_client = losses
+
+
+ROUND_HEADER = "| round | clients ok | train loss | held-out loss | MB up | MB down | wall s |\n|---:|---:|---:|---:|---:|---:|---:|"
+
+
+def format_round(m: RoundRecord) -> str:
+    held = f"{m.heldout_loss:.4f}" if m.heldout_loss is not None else "-"
+    return (f"| {m.round:>3} | {m.accepted}/{len(m.clients)} | {m.train_loss:.4f} | {held} | "
+            f"{m.bytes_up / 1e6:.2f} | {m.bytes_down / 1e6:.2f} | {m.wall_s:.1f} |")

@@ -1,0 +1,130 @@
+"""Whose model a client trains, and what becomes of its update.
+
+SharedModel (every federated method): the sampled clients start from one global state and the
+example-weighted FedAvg of the accepted updates replaces it; one EEQA planner for the federation.
+OwnModels (a method that does not federate, `local`): every client trains every round from its own
+previous state, keeps the result, and re-allocates its quotas from its own scores; nothing is sent.
+Both checkpoint everything the next round needs, so both resume.
+"""
+
+import json
+import random
+
+import torch
+
+from smartfed.config import RunConfig
+from smartfed.fed.exchange import ClientRequest
+from smartfed.fed.server import FedAvg
+from smartfed.fed.wire import encode_state
+from smartfed.quota import QuotaPlanner
+
+State = dict[str, torch.Tensor]
+
+
+def make_planner(config: RunConfig, uses_eeqa: bool, sizes: dict[str, int], scores: dict | None = None) -> QuotaPlanner:
+    e = config.eeqa
+    return QuotaPlanner(sizes, config.router.top_k, e.k_min, e.smoothing, e.realloc_every, uses_eeqa, e.device_budgets, scores)
+
+
+def sample_clients(config: RunConfig, round_: int) -> list[int]:
+    fed = config.federation
+    return sorted(random.Random(f"{config.run.seed}/{round_}").sample(range(fed.num_clients), fed.clients_per_round))
+
+
+def _request(planner: QuotaPlanner, client: int, payload: bytes, quotas: dict[str, int]) -> ClientRequest:
+    scaled = planner.for_client(client, quotas)
+    return ClientRequest(payload, scaled, planner.device_budgets.get(client) if scaled is not quotas else None)
+
+
+class SharedModel:
+    sends = True
+
+    def __init__(self, config: RunConfig, planner: QuotaPlanner, state: State, quotas: dict[str, int],
+                 trained_quotas: dict[str, int] | None = None):
+        self.config, self.planner, self.state, self.quotas = config, planner, state, quotas
+        self.trained_quotas = trained_quotas if trained_quotas is not None else quotas
+        self.fedavg, self.replies, self.round = FedAvg(), [], 0
+
+    def requests(self, round_: int) -> dict[int, ClientRequest]:
+        self.fedavg, self.replies, self.round = FedAvg(), [], round_
+        payload = encode_state(self.state)
+        return {c: _request(self.planner, c, payload, self.quotas) for c in sample_clients(self.config, round_)}
+
+    def reference(self, client: int) -> State:
+        return self.state
+
+    def accept(self, client: int, state: State, num_examples: int, importance: dict[str, float] | None) -> None:
+        self.fedavg.add(state, num_examples)
+        if importance is not None:
+            self.replies.append((importance, num_examples))
+
+    def end_round(self) -> dict:
+        """Aggregate; the fields the round's record gets (quotas trained with, next quotas, scores)."""
+        self.state, self.trained_quotas = self.fedavg.result(), self.quotas
+        self.quotas = self.planner.update(self.round, self.replies, self.quotas)
+        return {"quotas": self.trained_quotas, "next_quotas": self.quotas, "importance": self.planner.scores}
+
+    def models(self) -> list[tuple[State, dict[str, int]]]:
+        """The trained state(s) with the quotas they were trained with: what is evaluated and scored."""
+        return [(self.state, self.trained_quotas)]
+
+    def checkpoint(self) -> tuple[State, dict[str, str]]:
+        return self.state, {"quotas": json.dumps(self.quotas), "trained_quotas": json.dumps(self.trained_quotas),
+                            "scores": json.dumps(self.planner.scores)}
+
+    def restore(self, tensors: State, metadata: dict[str, str]) -> None:
+        self.state, self.quotas = tensors, json.loads(metadata["quotas"])
+        self.trained_quotas = json.loads(metadata.get("trained_quotas", metadata["quotas"]))
+        self.planner.scores = json.loads(metadata["scores"])
+
+
+class OwnModels:
+    sends = False
+
+    def __init__(self, config: RunConfig, planners: dict[int, QuotaPlanner], state: State, quotas: dict[str, int]):
+        self.config, self.planners = config, planners
+        self.states = dict.fromkeys(planners, state)
+        self.quotas, self.trained_quotas = dict.fromkeys(planners, quotas), dict.fromkeys(planners, quotas)
+        self.round, self.sent = 0, {}
+
+    def requests(self, round_: int) -> dict[int, ClientRequest]:
+        self.round = round_
+        requests = {c: _request(p, c, encode_state(self.states[c]), self.quotas[c]) for c, p in self.planners.items()}
+        self.sent = {c: r.quotas for c, r in requests.items()}
+        return requests
+
+    def reference(self, client: int) -> State:
+        return self.states[client]
+
+    def accept(self, client: int, state: State, num_examples: int, importance: dict[str, float] | None) -> None:
+        self.states[client], self.trained_quotas[client] = state, self.sent[client]
+        replies = [(importance, num_examples)] if importance is not None else []
+        self.quotas[client] = self.planners[client].update(self.round, replies, self.quotas[client])
+
+    def end_round(self) -> dict:
+        return {}
+
+    def models(self) -> list[tuple[State, dict[str, int]]]:
+        return [(self.states[c], self.trained_quotas[c]) for c in self.planners]
+
+    def checkpoint(self) -> tuple[State, dict[str, str]]:
+        tensors = {f"client{c}/{k}": v.clone() for c, state in self.states.items() for k, v in state.items()}  # no shared storage
+        clients = {c: {"quotas": self.quotas[c], "trained_quotas": self.trained_quotas[c], "scores": self.planners[c].scores}
+                   for c in self.planners}
+        return tensors, {"clients": json.dumps(clients)}
+
+    def restore(self, tensors: State, metadata: dict[str, str]) -> None:
+        for c, saved in json.loads(metadata["clients"]).items():
+            c = int(c)
+            prefix = f"client{c}/"
+            self.states[c] = {k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)}
+            self.quotas[c], self.trained_quotas[c] = saved["quotas"], saved["trained_quotas"]
+            self.planners[c].scores = saved["scores"]
+
+
+def make_population(config: RunConfig, federated: bool, uses_eeqa: bool, state: State, quotas: dict[str, int],
+                    sizes: dict[str, int]) -> SharedModel | OwnModels:
+    if federated:
+        return SharedModel(config, make_planner(config, uses_eeqa, sizes), state, quotas)
+    planners = {c: make_planner(config, uses_eeqa, sizes) for c in range(config.federation.num_clients)}
+    return OwnModels(config, planners, state, quotas)

@@ -1,0 +1,8 @@
+"""FedIT (Zhang et al. 2024): every client trains a fresh LoRA; the server averages A and B."""
+
+from smartfed.methods.fresh_lora import FreshLora
+
+
+class FedIT(FreshLora):
+    name = "fedit"
+    is_reference = True  # the paper's headline ratios are against FedIT

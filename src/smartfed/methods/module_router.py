@@ -1,0 +1,11 @@
+"""`module-router` (MoLE / X-LoRA style): a per-token softmax gate over whole pool modules per
+matrix (`routers/module.py`); a module is mixed as a whole, never split along its rank."""
+
+from smartfed.methods.routed import RoutedMethod
+
+
+class ModuleRouter(RoutedMethod):
+    name = "module-router"
+
+    def router_kind(self, config) -> str:
+        return "module"

@@ -1,0 +1,15 @@
+"""SmartFed (the paper): routers over the pool's rank-1 experts, per-matrix quotas from EEQA."""
+
+from smartfed.methods.routed import RoutedMethod
+from smartfed.routers import uses_top_k
+
+
+class SmartFed(RoutedMethod):
+    name = "smartfed"
+
+    def router_kind(self, config) -> str:
+        return config.router.kind
+
+    def uses_eeqa(self, config) -> bool:
+        """EEQA where per-matrix top-k quotas mean something: routers that keep the top-k experts."""
+        return config.eeqa.enabled and uses_top_k(config.router.kind)
