@@ -31,7 +31,7 @@ def main() -> None:
 
     folders = build_all(str(default_pool_dir(DEFAULT_MODEL)))
     base, tokenizer = load_base_model()
-    heldout = {c: composition_splits(c)[1][: args.loss_examples] for c in LOSSES}
+    heldout = {c: composition_splits(c).heldout[: args.loss_examples] for c in LOSSES}
     print(f"SmolLM2-135M-Instruct, greedy, first {args.limit} items per suite; held-out loss on {args.loss_examples} items per composition\n")
     print("| model | " + " | ".join(f"{s} (%)" for s in SUITES) + " | " + " | ".join(f"loss {c}" for c in LOSSES) + " | seconds |")
     print("|---|" + "---:|" * (len(SUITES) + len(LOSSES) + 1), flush=True)

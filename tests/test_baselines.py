@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from conftest import make_config, tiny_pool
 from smartfed import ExpertPool, attach_experts
+from smartfed.compare import METHOD_RUNS
 from smartfed.config import load_config
 from smartfed.data.tokenize import collate, encode_for_training
 from smartfed.experts import routed_layers, set_module_weights
@@ -113,9 +114,10 @@ def test_local_clients_train_alone_and_report_the_mean(fed_setup):
     for round_ in (1, 2):
         state = client_update(config, side.model, side.tokenizer, state, quotas, client_partitions(config)[2],
                               client_seed(config, round_, 2)).state
-    last = load_file(config.run_dir / "checkpoints" / "round-0002.safetensors")
-    saved = {k.removeprefix("client2/"): v for k, v in last.items() if k.startswith("client2/")}
+    saved = load_file(config.run_dir / "checkpoints" / "client-0002.safetensors")  # what `smartfed eval --router-state` loads
     assert saved.keys() == state.keys() and all(torch.equal(saved[k], state[k]) for k in state)
+    last = load_file(config.run_dir / "checkpoints" / "round-0002.safetensors")  # what a resume reads
+    assert all(torch.equal(last[f"client2/{k}"], state[k]) for k in state)
     # energy: every client's CPU seconds times the stated watts (nothing sent)
     cpu = sum(c["cpu_s"] for m in metrics[1:] for c in m["clients"])
     assert summary.energy_compute_j == pytest.approx(cpu * config.energy.cpu_watts, rel=1e-3) and summary.energy_radio_j == 0
@@ -147,7 +149,7 @@ def test_quick_comparison_script_runs_every_method_and_reports_ratios(fed_setup,
     assert done.returncode == 0, done.stderr[-3000:]
     report = (out / "report" / "report.md").read_text()
     runs = {d.name: json.loads((d / "summary.json").read_text()) for d in out.iterdir() if (d / "summary.json").is_file()}
-    expected_runs = 11 if composition == "zh+math" else 3
+    expected_runs = len(METHOD_RUNS) if composition == "zh+math" else 3
     assert len(runs) == expected_runs and all(f"| {name} |" in report for name in runs)
     fedit = runs["fedit"]
     for name, s in runs.items():
@@ -222,3 +224,37 @@ def test_report_names_the_file_and_keys_of_a_run_without_energy(tmp_path):
     (tmp_path / "old" / "summary.json").write_text(json.dumps(before_energy))
     with pytest.raises(SmartFedError, match=r"old/summary.json: .*missing energy_compute_j, energy_radio_j"):
         RunResult.read(tmp_path / "old")
+
+
+def test_arrow_equals_peft_create_arrow_model(tmp_path, monkeypatch):
+    """Our whole-module Arrow router against peft's own Arrow on a pool it accepts (same rank and targets).
+
+    We take each prototype as the exact top right singular vector of B A; peft approximates it with
+    15 power-iteration steps, which here leaves one prototype visibly off, so peft runs to convergence."""
+    from peft import ArrowConfig, create_arrow_model
+    from peft.tuners.lora.arrow import ArrowLoraLinearLayer
+
+    monkeypatch.setattr(ArrowLoraLinearLayer.top_right_singular_vec_from_BA, "__defaults__", (3000, 1e-12))
+
+    from conftest import make_adapter, tiny_llama
+
+    base = tiny_llama()
+    folders = [str(make_adapter(base, tmp_path / f"m{n}", n, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"]))
+               for n in range(3)]
+    inputs = {"input_ids": torch.randint(0, 128, (2, 9), generator=torch.Generator().manual_seed(4))}
+    pool = ExpertPool.from_adapters(folders, base)
+    for top_k, temperature in ((2, 1.0), (1, 1.0), (3, 0.5)):
+        theirs = create_arrow_model(copy.deepcopy(base), folders, ArrowConfig(top_k=top_k, router_temperature=temperature, rng_seed=0))
+        ours = attach_experts(copy.deepcopy(base), pool, router="module-arrow", top_k=None, module_top_k=top_k, temperature=temperature)
+        with torch.no_grad():
+            expected, got = theirs(**inputs).logits, ours(**inputs).logits
+        assert not torch.allclose(expected, base(**inputs).logits, atol=1e-3)  # the modules change the output
+        torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_arrow_run_trains_and_sends_nothing(fed_setup):
+    config = make_config(fed_setup, {"run.name": "arrow", "run.method": "arrow", "arrow.top_k": 2})
+    summary = run_simulation(config, log=lambda *_: None)
+    metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["round"] for m in metrics] == [0] and summary.rounds == 0
+    assert summary.cumulative_bytes_up == summary.cumulative_bytes_down == 0 and summary.final_heldout_loss == metrics[0]["heldout_loss"]

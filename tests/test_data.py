@@ -5,7 +5,8 @@ from collections import Counter
 
 import pytest
 
-from smartfed.data import COMPOSITIONS, SOURCES, DataError, chat_prompt, composition_splits, load_source, task_prompt
+from smartfed.eval.suites import SUITES
+from smartfed.data import COMPOSITIONS, SOURCES, DataError, chat_prompt, composition_splits, heldout_split, load_source, task_prompt
 from smartfed.data.partition import partition
 
 EXPECTED_ROWS = {
@@ -81,16 +82,19 @@ def test_chat_template_is_used(smollm):
 
 @pytest.mark.parametrize("name", sorted(COMPOSITIONS))
 def test_compositions_never_share_items_between_train_and_heldout(name):
-    train, heldout = composition_splits(name)
-    assert {e.id for e in train}.isdisjoint({e.id for e in heldout})
-    assert {e.prompt for e in train}.isdisjoint({e.prompt for e in heldout})
-    total = len(train) + len(heldout)
-    assert 0.07 * total < len(heldout) < 0.13 * total
-    assert [e.id for e in composition_splits(name)[1]] == [e.id for e in heldout]
+    train, dev, heldout = composition_splits(name)
+    for a, b in ((train, heldout), (train, dev), (dev, heldout)):
+        assert {e.id for e in a}.isdisjoint({e.id for e in b})
+        assert {e.prompt for e in a}.isdisjoint({e.prompt for e in b})
+    total = len(train) + len(dev) + len(heldout)
+    assert 0.07 * total < len(heldout) < 0.13 * total and 0.03 * total < len(dev) < 0.07 * total
+    assert [e.id for e in composition_splits(name).heldout] == [e.id for e in heldout] == [e.id for e in heldout_split(name)]
+    benchmark_prompts = {e.prompt for suite in COMPOSITIONS[name].eval_suites for e in load_source(SUITES[suite].source)}
+    assert not benchmark_prompts & {e.prompt for e in dev}, "a dev item is also a benchmark item"
 
 
 def test_partitions_cover_everything_once_and_skew_as_asked():
-    train, _ = composition_splits("zh+code")
+    train = composition_splits("zh+code").train
     iid = partition(train, "iid", 10)
     assert sum(map(len, iid)) == len(train) and max(map(len, iid)) - min(map(len, iid)) <= 1
     skewed = partition(train, "dirichlet:source:0.1", 10, seed=0)

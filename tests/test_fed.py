@@ -85,7 +85,7 @@ def test_config_validation_names_the_key(tmp_path):
     ("run.name=''", "config key 'run.name': expected a plain folder name"),
     ("eeqa.device_budgets={12=1.0}", r"config key 'eeqa.device_budgets': expected clients in \[0, 10\)"),
     ("training.lr=1.5", "config key 'training.lr': expected < 1.0, found 1.5"),
-    ("nosuch.key=1", "unknown config key 'nosuch': expected one of data, eeqa"),
+    ("nosuch.key=1", "unknown config key 'nosuch': expected one of arrow, data, eeqa"),
 ])
 def test_bad_config_values_name_the_key_expected_and_found(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -258,3 +258,35 @@ def test_a_missing_default_pool_names_the_command_that_builds_it(tmp_path, monke
     monkeypatch.setenv("SMARTFED_CACHE", str(tmp_path))
     with pytest.raises(AdapterError, match=r"default pool of 'smollm2-135m-instruct' is not built.*`smartfed pool build-all --model"):
         resolve_pool_file((), "smollm2-135m-instruct", None)
+
+
+def test_resume_refuses_settings_that_change_what_was_trained(fed_config, capsys):
+    from smartfed.cli.main import main
+
+    config = make_config(fed_config, {"run.name": "resume-set", "federation.rounds": 1})
+    run_simulation(config, log=lambda *_: None)
+    assert main(["run", "--resume", str(config.run_dir), "--set", "router.kind=activation"]) == 2
+    assert "--resume --set router.kind: a resumed run keeps the settings it was trained with" in capsys.readouterr().err
+    assert main(["run", "--resume", str(config.run_dir), "--set", "federation.rounds=2"]) == 0  # going on longer is fine
+    assert [json.loads(line)["round"] for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+
+
+def test_a_torn_last_metrics_line_is_dropped_on_resume_and_named_elsewhere(fed_config):
+    from smartfed.errors import SmartFedError
+    from smartfed.fed.run_folder import RunFolder
+
+    config = make_config(fed_config, {"run.name": "torn", "federation.rounds": 1})
+    run_simulation(config, log=lambda *_: None)
+    path = config.run_dir / "metrics.jsonl"
+    path.write_text(path.read_text() + '{"round": 2, "clien')  # a kill in the middle of a write (without the atomic rename)
+    with pytest.raises(SmartFedError, match=r"metrics.jsonl:3: expected a round record"):
+        RunFolder(config.run_dir).metrics()
+    run_simulation(config.with_values({"federation.rounds": 2}), resume=True, log=lambda *_: None)
+    assert [json.loads(line)["round"] for line in path.read_text().splitlines()] == [0, 1, 2]
+
+
+def test_a_nan_loss_is_written_and_read_back_as_nan(tmp_path):
+    from smartfed.fed.records import RoundRecord
+
+    back = RoundRecord.model_validate_json(RoundRecord(round=1, heldout_loss=float("nan")).to_json())
+    assert back.heldout_loss != back.heldout_loss

@@ -70,6 +70,7 @@ def _serve(config, tmp_path, monkeypatch, malformed=frozenset()):
 
     monkeypatch.setattr(workspace, "client_partitions", refuse)
     monkeypatch.setattr(workspace, "partition", refuse)
+    monkeypatch.setattr(workspace, "composition_splits", refuse)  # the training split: only heldout_split may be read
     path = tmp_path / f"{config.run.name}.toml"
     path.write_text(config.to_toml())
     server_app.main(grid, SimpleNamespace(run_config={"config-file": str(path)}))

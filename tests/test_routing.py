@@ -65,7 +65,7 @@ def test_quotas_are_checked(llama_adapters):
     assert layer.top_k == 2
 
 
-@pytest.mark.parametrize("kind", ROUTER_KINDS)
+@pytest.mark.parametrize("kind", [k for k in ROUTER_KINDS if k != "module-arrow"])  # module-arrow trains nothing
 def test_training_changes_only_the_routers(llama_adapters, kind):
     base, folders = llama_adapters
     pool = ExpertPool.from_adapters(folders, base)

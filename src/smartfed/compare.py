@@ -22,6 +22,7 @@ METHOD_RUNS: dict[str, dict] = {
     "ffa-lora": {"run.method": "ffa-lora"},
     "lorahub": {"run.method": "lorahub"},
     "module-router": {"run.method": "module-router"},
+    "arrow": {"run.method": "arrow"},
     "local": {"run.method": "local", "eval.every": 1_000_000},  # held-out loss once, at the end: it is per client
 }
 

@@ -7,19 +7,19 @@ found value. `smartfed run --help-config` lists every key.
 
 import subprocess
 import tomllib
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from smartfed import __version__
 from smartfed.data.compositions import COMPOSITIONS
 from smartfed.errors import ConfigError
 from smartfed.methods import METHODS
 from smartfed.models import DEFAULT_MODEL
 from smartfed.quota import IMPORTANCE_KINDS
-from smartfed.routers import ROUTER_KINDS
+from smartfed.routers import GATES, ROUTER_INITS, ROUTER_KINDS, arrow_initialisable
 
 
 class Section(BaseModel):
@@ -58,6 +58,9 @@ class RouterSection(Section):
     top_k: int = Field(2, ge=1, description="experts per token per matrix (with EEQA: the average, K = top_k * J)")
     init_std: float = Field(0.01, ge=0, description="std of the routers' random initial weights")
     rank: int = Field(4, ge=1, description="lowrank router: rank q of U V")
+    gate: str = Field("softmax", description=f"gate over the top-k logits: one of {', '.join(GATES)} (routers/gates.py)")
+    output_scale: bool = Field(False, description="a learned scale per matrix on the routed update, starting at 1")
+    init: str = Field("random", description=f"router start: random, or arrow (Arrow's zero-shot choice; for {', '.join(arrow_initialisable())})")
 
 
 class EeqaSection(Section):
@@ -120,6 +123,11 @@ class LorahubSection(Section):
     search_budget: int = Field(12, ge=1, description="lorahub: loss evaluations of the gradient-free search per client round")
 
 
+class ArrowSection(Section):
+    top_k: int = Field(3, ge=1, description="arrow: modules mixed per token (peft's ArrowConfig default)")
+    temperature: float = Field(1.0, gt=0, description="arrow: softmax temperature over the kept scores")
+
+
 class RunConfig(Section):
     run: RunSection = RunSection()
     model: ModelSection = ModelSection()
@@ -133,6 +141,7 @@ class RunConfig(Section):
     energy: EnergySection = EnergySection()
     lora: LoraSection = LoraSection()
     lorahub: LorahubSection = LorahubSection()
+    arrow: ArrowSection = ArrowSection()
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
@@ -140,6 +149,10 @@ class RunConfig(Section):
         _one_of("router.kind", self.router.kind, ROUTER_KINDS)
         _one_of("data.composition", self.data.composition, tuple(COMPOSITIONS))
         _one_of("eeqa.importance", self.eeqa.importance, IMPORTANCE_KINDS)
+        _one_of("router.gate", self.router.gate, tuple(GATES))
+        _one_of("router.init", self.router.init, ROUTER_INITS)
+        if self.router.init == "arrow":
+            _one_of("router.kind (with router.init = 'arrow')", self.router.kind, arrow_initialisable())
         fed = self.federation
         _at_most("federation.clients_per_round", fed.clients_per_round, fed.num_clients, "federation.num_clients")
         _at_most("federation.min_clients", fed.min_clients, fed.clients_per_round, "federation.clients_per_round")
@@ -215,8 +228,6 @@ def _config_error(err: ValidationError, where: str) -> ConfigError:
         section = key.split(".")[0]
         known = sorted(SECTIONS) if "." not in key else sorted(SECTIONS[section].model_fields) if section in SECTIONS else []
         return ConfigError(f"unknown config key '{key}'{where}: expected one of {', '.join(known)}")
-    if first["type"] == "value_error" and isinstance(first.get("ctx", {}).get("error"), ConfigError):
-        return first["ctx"]["error"]
     expected = _describe(first)
     if expected.startswith("expected"):
         return ConfigError(f"config key '{key}'{where}: {expected}")
@@ -293,7 +304,10 @@ def migrate_flat(values: dict) -> dict:
         if key not in FLAT_KEYS:
             raise ConfigError(f"unknown config key '{key}' of the flat format: expected one of {', '.join(FLAT_KEYS)}")
         if key == "weak_clients":
-            value = {int(c): float(k) for c, k in (item.split(":") for item in value.replace(" ", "").split(",") if item)}
+            try:
+                value = {int(c): float(k) for c, k in (item.split(":") for item in str(value).replace(" ", "").split(",") if item)}
+            except ValueError as err:
+                raise ConfigError(f"config key 'weak_clients' of the flat format: expected 'client:k_avg,...', found {value!r}") from err
         items.append((FLAT_KEYS[key], value))
     return _nested({}, items)
 
@@ -313,4 +327,4 @@ def provenance() -> dict[str, str]:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         rev = ""
-    return {"smartfed_version": version("smartfed"), "git_revision": rev or "unknown"}
+    return {"smartfed_version": __version__, "git_revision": rev or "unknown"}

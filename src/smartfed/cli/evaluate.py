@@ -58,7 +58,7 @@ def run(args) -> None:
     results = []
     for name in args.suites.split(","):
         if name.startswith("loss:"):
-            _, heldout = composition_splits(name.removeprefix("loss:"), args.data_dir)
+            heldout = composition_splits(name.removeprefix("loss:"), args.data_dir).heldout
             heldout = heldout[: args.limit]
             value = heldout_loss(model, tokenizer, heldout, batch_size=args.batch_size, desc=name)
             results.append({"suite": name, "n": len(heldout), "loss": value})

@@ -1,6 +1,10 @@
 """`smartfed run [CONFIG.toml] [--set section.key=value ...] | --resume runs/NAME`."""
 
 
+# What `--resume` may change: how long the run goes on, and how it is evaluated.
+RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.every", "eval.score_examples")
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a federated experiment (no config: the embedded default)")
     p.add_argument("config", nargs="?", help="TOML config file in sections (keys: `smartfed run --help-config`)")
@@ -12,6 +16,7 @@ def add_parser(sub) -> None:
 
 def run(args) -> None:
     from smartfed.config import help_lines, load_config, parse_overrides
+    from smartfed.errors import ConfigError
     from smartfed.fed.loop import ROUND_HEADER
     from smartfed.fed.run_folder import RunFolder
     from smartfed.fed.simulation import run_simulation
@@ -21,7 +26,12 @@ def run(args) -> None:
         print("\n".join(help_lines()))
         return
     if args.resume:
-        config = RunFolder(args.resume).config().with_values(parse_overrides(args.overrides))
+        changes = parse_overrides(args.overrides)
+        fixed = sorted(k for k in changes if k not in RESUMABLE_KEYS)
+        if fixed:
+            raise ConfigError(f"--resume --set {fixed[0]}: a resumed run keeps the settings it was trained with; "
+                              f"expected one of {', '.join(RESUMABLE_KEYS)}")
+        config = RunFolder(args.resume).config().with_values(changes)
     else:
         config = load_config(args.config, args.overrides)
     fed = config.federation

@@ -1,4 +1,4 @@
-from smartfed.data.compositions import COMPOSITIONS, Composition, assert_disjoint, composition_splits
+from smartfed.data.compositions import COMPOSITIONS, Composition, Splits, assert_disjoint, composition_splits, heldout_split
 from smartfed.data.records import SKILLS, Example, chat_prompt, task_prompt
 from smartfed.data.sources import SOURCES, DataError, data_dir, load_source
 
@@ -11,7 +11,9 @@ __all__ = [
     "Example",
     "assert_disjoint",
     "chat_prompt",
+    "Splits",
     "composition_splits",
+    "heldout_split",
     "data_dir",
     "load_source",
     "task_prompt",

@@ -12,13 +12,16 @@ paper's three are Chinese+math, Chinese+code and math+code (SPEC section 4). Wha
   kept for evaluation.
 - single skills: math, code, zh, instruct.
 
-The held-out split is a stable 10% of the composition's own sources (by a hash of the item id),
-never trained on; benchmark suites (MGSM, GSM-Hard, HumanEval, MBPP test) are separate sources.
+Each composition's own sources split by a hash of the item id into a held-out 10% (reported
+numbers only), a dev 5% (choosing settings: learning rates, gates, k) and the training rest, with
+no id or prompt shared between any two; benchmark suites (MGSM, GSM-Hard, HumanEval, MBPP test)
+are separate sources.
 """
 
 import hashlib
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from smartfed.data.records import Example
 from smartfed.data.sources import DataError, load_source
@@ -47,30 +50,56 @@ COMPOSITIONS = {
 }
 
 
-def _is_heldout(example_id: str, fraction: float) -> bool:
-    digest = hashlib.sha256(example_id.encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64 < fraction
+HELDOUT_SHARE, DEV_SHARE = 0.10, 0.05
+
+
+class Splits(NamedTuple):
+    train: list[Example]
+    dev: list[Example]
+    heldout: list[Example]
+
+
+def _position(example_id: str) -> float:
+    """A stable number in [0, 1) for an item: [0, 0.10) held-out, [0.10, 0.15) dev, the rest train."""
+    return int.from_bytes(hashlib.sha256(example_id.encode()).digest()[:8], "big") / 2**64
+
+
+def _part(example_id: str) -> str:
+    position = _position(example_id)
+    return "heldout" if position < HELDOUT_SHARE else "dev" if position < HELDOUT_SHARE + DEV_SHARE else "train"
+
+
+def _examples(name: str, data_dir) -> list[Example]:
+    if name not in COMPOSITIONS:
+        raise DataError(f"unknown composition '{name}': expected one of {', '.join(COMPOSITIONS)}")
+    return [e for source in COMPOSITIONS[name].train_sources for e in load_source(source, data_dir)]
+
+
+def heldout_split(name: str, data_dir=None) -> list[Example]:
+    """Only the held-out items (what a server evaluates on); the others are dropped as they are read."""
+    return [e for e in _examples(name, data_dir) if _part(e.id) == "heldout"]
 
 
 def _normalised(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip().lower()
 
 
-def composition_splits(name: str, data_dir=None, heldout_fraction: float = 0.1) -> tuple[list[Example], list[Example]]:
-    """(train, held-out) examples of composition `name`; they never share an id or a prompt."""
-    if name not in COMPOSITIONS:
-        raise DataError(f"unknown composition '{name}': expected one of {', '.join(COMPOSITIONS)}")
-    examples = [e for source in COMPOSITIONS[name].train_sources for e in load_source(source, data_dir)]
-    train = [e for e in examples if not _is_heldout(e.id, heldout_fraction)]
-    heldout = [e for e in examples if _is_heldout(e.id, heldout_fraction)]
-    heldout_prompts = {_normalised(e.prompt) for e in heldout}
-    train = [e for e in train if _normalised(e.prompt) not in heldout_prompts]  # upstream duplicates
-    assert_disjoint(train, heldout)
-    return train, heldout
+def composition_splits(name: str, data_dir=None) -> Splits:
+    """(train, dev, held-out) examples of composition `name`; no two share an id or a prompt."""
+    parts: dict[str, list[Example]] = {"train": [], "dev": [], "heldout": []}
+    for e in _examples(name, data_dir):
+        parts[_part(e.id)].append(e)
+    heldout_prompts = {_normalised(e.prompt) for e in parts["heldout"]}
+    dev = [e for e in parts["dev"] if _normalised(e.prompt) not in heldout_prompts]  # upstream duplicates
+    taken = heldout_prompts | {_normalised(e.prompt) for e in dev}
+    train = [e for e in parts["train"] if _normalised(e.prompt) not in taken]
+    for a, b in ((train, parts["heldout"]), (train, dev), (dev, parts["heldout"])):
+        assert_disjoint(a, b)
+    return Splits(train, dev, parts["heldout"])
 
 
 def assert_disjoint(train: list[Example], heldout: list[Example]) -> None:
     ids = {e.id for e in train} & {e.id for e in heldout}
     prompts = {_normalised(e.prompt) for e in train} & {_normalised(e.prompt) for e in heldout}
     if ids or prompts:
-        raise AssertionError(f"train and held-out share {len(ids)} ids and {len(prompts)} prompts, e.g. {sorted(ids)[:3]}")
+        raise AssertionError(f"two splits share {len(ids)} ids and {len(prompts)} prompts, e.g. {sorted(ids)[:3]}")

@@ -28,11 +28,17 @@ def attach_experts(
     top_k: int | Mapping[str, int] | None = 2,
     init_std: float = 0.01,
     router_rank: int = 4,
+    gate: str = "softmax",
+    output_scale: bool = False,
+    init: str = "random",
+    **router_options,
 ) -> nn.Module:
     """Wrap every matrix the pool adapts in a RoutedLinear, in place, and return the model.
 
     `top_k`: one k for every matrix (capped at the matrix's M_j), a {matrix: k} map covering every
-    matrix, or None for all experts. Afterwards only router parameters require grad.
+    matrix, or None for all experts. `gate`, `output_scale` and `init` choose the routers' gate
+    function, learned output scale and start; `router_options` go to `build_router` (smartfed.routers).
+    Afterwards only router parameters require grad.
     """
     if routed_layers(model):
         raise ValueError("model already has experts attached; call detach_experts first")
@@ -43,7 +49,8 @@ def attach_experts(
         layer = RoutedLinear(
             model.get_submodule(name),
             experts,
-            build_router(router, experts, init_std=init_std, rank=router_rank),
+            build_router(router, experts, init_std=init_std, rank=router_rank, gate=gate, output_scale=output_scale, init=init,
+                         **router_options),
             quotas[name],
         )
         _set_submodule(model, name, layer)

@@ -9,7 +9,7 @@ import json
 import time
 
 from smartfed.config import RunConfig
-from smartfed.errors import RunFailed
+from smartfed.errors import RunFailed, SmartFedError
 from smartfed.eval.generate import heldout_loss
 from smartfed.experts import get_quotas, routed_layers, set_quotas
 from smartfed.fed.exchange import ClientReply, ClientRequest, Exchange
@@ -30,19 +30,20 @@ def run_federation(config: RunConfig, side: ModelSide, heldout: list, exchange: 
     """Run (or resume) the rounds of `config`; return the Summary written to the run folder."""
     method, run = get_method(config.run.method), RunFolder(config.run_dir)
     population, start = _start(config, method, side, heldout, run, resume)
-    for round_ in range(start + 1, config.federation.rounds + 1):
+    last = config.federation.rounds if method.trains_anything else 0  # a training-free method is its round 0
+    for round_ in range(start + 1, last + 1):
         began = time.time()
         record = play_round(config, method, population, exchange, round_, log)
         previous = run.metrics()[-1]
         record.cumulative_bytes_up = previous.cumulative_bytes_up + record.bytes_up
         record.cumulative_bytes_down = previous.cumulative_bytes_down + record.bytes_down
-        if round_ % config.eval.every == 0 or round_ == config.federation.rounds:
-            _set_heldout(record, evaluate(method, side, heldout, population.models()))
+        if round_ % config.eval.every == 0 or round_ == last:
+            _set_heldout(record, population, evaluate(method, side, heldout, population.models()))
         record.wall_s = round(time.time() - began, 2)
         run.append_metrics(record)  # before the checkpoint: see run_folder.py
         run.save_checkpoint(round_, *population.checkpoint())
         log(format_round(record))
-    return finish_run(config, method, side, run, population.models())
+    return finish_run(config, method, side, run, population.models(), last, own_models=isinstance(population, OwnModels))
 
 
 def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, run: RunFolder, resume: bool) -> tuple[Population, int]:
@@ -50,15 +51,16 @@ def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, ru
     sizes = {name: layer.num_experts for name, layer in routed_layers(side.model).items()}
     population = make_population(config, method.federated, method.uses_eeqa(config), method.state_dict(side.model),
                                  get_quotas(side.model), sizes)
-    last = run.last_checkpoint() if resume else None
-    if last is not None:
+    if resume:
+        last = run.last_checkpoint()
+        if last is None:
+            raise SmartFedError(f"{run.path}: nothing to resume (no checkpoint); start the run without --resume")
         start, tensors, metadata = last
-        population.restore(tensors, metadata)
+        population.restore(tensors, metadata, run.metrics()[-1].quotas)
         return population, start
-    if not resume:
-        run.create(config)
+    run.create(config)
     record = RoundRecord(round=0, quotas=get_quotas(side.model))
-    _set_heldout(record, evaluate(method, side, heldout, population.models()))
+    _set_heldout(record, population, evaluate(method, side, heldout, population.models()))
     run.append_metrics(record)
     run.save_checkpoint(0, *population.checkpoint())
     return population, 0
@@ -78,7 +80,7 @@ def play_round(config: RunConfig, method: Method, population: Population, exchan
             record.status = f"rejected: {err}" if reply.upload is not None else reply.status
             log(f"round {round_}: client {reply.client} {record.status}")
             continue
-        record.num_examples, record.importance = reply.num_examples, reply.importance
+        record.num_examples, record.importance, record.budget_k_avg = reply.num_examples, reply.importance, requests[reply.client].budget_k_avg
         record.train_loss, record.seconds = reply.metrics.get("train_loss"), reply.metrics.get("seconds")
         population.accept(reply.client, state, reply.num_examples, reply.importance)
         losses.append((reply.metrics.get("train_loss", float("nan")), reply.num_examples))
@@ -94,8 +96,7 @@ def play_round(config: RunConfig, method: Method, population: Population, exchan
 def client_record(reply: ClientReply, request: ClientRequest, sends: bool) -> ClientRecord:
     """Status, quotas and bytes of one reply; CPU seconds and tokens count even if it is rejected."""
     importance_bytes = len(json.dumps(reply.importance).encode()) if reply.importance else 0
-    record = ClientRecord(client=reply.client, status=reply.status, quota_total=sum(request.quotas.values()),
-                          budget_k_avg=request.budget_k_avg)
+    record = ClientRecord(client=reply.client, status=reply.status, quota_total=sum(request.quotas.values()))
     if sends:
         record.bytes_down = len(request.payload) + len(json.dumps(request.quotas).encode())
         record.bytes_up = len(reply.upload or b"") + importance_bytes
@@ -129,9 +130,9 @@ def evaluate(method: Method, side: ModelSide, heldout: list, models: list) -> li
     return [cache[(id(s), tuple(sorted(q.items())))] for s, q in models]
 
 
-def _set_heldout(record: RoundRecord, losses: list[float]) -> None:
+def _set_heldout(record: RoundRecord, population: Population, losses: list[float]) -> None:
     record.heldout_loss = sum(losses) / len(losses)
-    if len(losses) > 1:
+    if isinstance(population, OwnModels):  # each client's own model
         record.heldout_loss_per_client = losses
 
 

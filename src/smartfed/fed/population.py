@@ -21,9 +21,9 @@ from smartfed.quota import QuotaPlanner
 State = dict[str, torch.Tensor]
 
 
-def make_planner(config: RunConfig, uses_eeqa: bool, sizes: dict[str, int], scores: dict | None = None) -> QuotaPlanner:
+def make_planner(config: RunConfig, uses_eeqa: bool, sizes: dict[str, int]) -> QuotaPlanner:
     e = config.eeqa
-    return QuotaPlanner(sizes, config.router.top_k, e.k_min, e.smoothing, e.realloc_every, uses_eeqa, e.device_budgets, scores)
+    return QuotaPlanner(sizes, config.router.top_k, e.k_min, e.smoothing, e.realloc_every, uses_eeqa, e.device_budgets)
 
 
 def sample_clients(config: RunConfig, round_: int) -> list[int]:
@@ -39,10 +39,9 @@ def _request(planner: QuotaPlanner, client: int, payload: bytes, quotas: dict[st
 class SharedModel:
     sends = True
 
-    def __init__(self, config: RunConfig, planner: QuotaPlanner, state: State, quotas: dict[str, int],
-                 trained_quotas: dict[str, int] | None = None):
+    def __init__(self, config: RunConfig, planner: QuotaPlanner, state: State, quotas: dict[str, int]):
         self.config, self.planner, self.state, self.quotas = config, planner, state, quotas
-        self.trained_quotas = trained_quotas if trained_quotas is not None else quotas
+        self.trained_quotas = quotas
         self.fedavg, self.replies, self.round = FedAvg(), [], 0
 
     def requests(self, round_: int) -> dict[int, ClientRequest]:
@@ -72,9 +71,11 @@ class SharedModel:
         return self.state, {"quotas": json.dumps(self.quotas), "trained_quotas": json.dumps(self.trained_quotas),
                             "scores": json.dumps(self.planner.scores)}
 
-    def restore(self, tensors: State, metadata: dict[str, str]) -> None:
+    def restore(self, tensors: State, metadata: dict[str, str], last_trained_quotas: dict[str, int] | None) -> None:
+        """`last_trained_quotas`: from the metrics, for checkpoints of smartfed 0.1 (which did not store them)."""
         self.state, self.quotas = tensors, json.loads(metadata["quotas"])
-        self.trained_quotas = json.loads(metadata.get("trained_quotas", metadata["quotas"]))
+        trained = json.loads(metadata["trained_quotas"]) if "trained_quotas" in metadata else last_trained_quotas
+        self.trained_quotas = trained if trained is not None else self.quotas
         self.planner.scores = json.loads(metadata["scores"])
 
 
@@ -113,7 +114,7 @@ class OwnModels:
                    for c in self.planners}
         return tensors, {"clients": json.dumps(clients)}
 
-    def restore(self, tensors: State, metadata: dict[str, str]) -> None:
+    def restore(self, tensors: State, metadata: dict[str, str], last_trained_quotas: dict[str, int] | None) -> None:
         for c, saved in json.loads(metadata["clients"]).items():
             c = int(c)
             prefix = f"client{c}/"

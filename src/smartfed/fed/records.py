@@ -5,7 +5,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Record(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", ser_json_inf_nan="constants")  # a NaN loss stays NaN, not null
 
     def to_json(self) -> str:
         return self.model_dump_json(exclude_none=True)

@@ -41,10 +41,20 @@ class RunFolder:
             return load_config(base={f"{s}.{k}": v for s, keys in migrate_flat(values).items() for k, v in keys.items()})
         return load_config(str(path))
 
-    def metrics(self) -> list[RoundRecord]:
+    def metrics(self, drop_torn_tail: bool = False) -> list[RoundRecord]:
+        """Every round's record. A line that is not a record is an error naming the file and line, except,
+        with `drop_torn_tail`, a last line cut short by a kill (resume drops it: its round has no checkpoint)."""
         path = self.path / METRICS
-        lines = path.read_text().splitlines() if path.exists() else []
-        return [RoundRecord.model_validate_json(line) for line in lines if line.strip()]
+        lines = [line for line in (path.read_text().splitlines() if path.exists() else []) if line.strip()]
+        records = []
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(RoundRecord.model_validate_json(line))
+            except ValidationError as err:
+                if drop_torn_tail and number == len(lines):
+                    break
+                raise SmartFedError(f"{path}:{number}: expected a round record, found {line[:80]!r} ({err.errors()[0]['msg']})") from None
+        return records
 
     def append_metrics(self, record: RoundRecord) -> None:
         self._write_metrics(self.metrics() + [record])
@@ -52,11 +62,12 @@ class RunFolder:
     def _write_metrics(self, records: list[RoundRecord]) -> None:
         atomic_write_text(self.path / METRICS, "".join(r.to_json() + "\n" for r in records))
 
-    def save_checkpoint(self, round_: int, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-        """What the next round needs: the trained state(s) and, as metadata, quotas and EEQA scores."""
+    def save_checkpoint(self, round_: int, tensors: dict[str, torch.Tensor], metadata: dict[str, str], prefix: str = "round") -> None:
+        """What the next round needs: the trained state(s) and, as metadata, quotas and EEQA scores.
+        (`prefix="client"`: the final model of one client of a run whose clients keep their own.)"""
         folder = self.path / CHECKPOINTS
         folder.mkdir(exist_ok=True)
-        with atomic_path(folder / f"round-{round_:04d}.safetensors") as tmp:
+        with atomic_path(folder / f"{prefix}-{round_:04d}.safetensors") as tmp:
             save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata={"round": str(round_), **metadata})
 
     def last_checkpoint(self) -> tuple[int, dict[str, torch.Tensor], dict[str, str]] | None:
@@ -68,7 +79,7 @@ class RunFolder:
             metadata = f.metadata()
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         round_ = int(metadata["round"])
-        self._write_metrics([m for m in self.metrics() if m.round <= round_])
+        self._write_metrics([m for m in self.metrics(drop_torn_tail=True) if m.round <= round_])
         return round_, tensors, metadata
 
     def write_summary(self, summary: Summary) -> None:

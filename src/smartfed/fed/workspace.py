@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from smartfed.config import RunConfig
-from smartfed.data import Example, composition_splits
+from smartfed.data import Example, composition_splits, heldout_split
 from smartfed.data.partition import partition
 from smartfed.methods import get_method
 from smartfed.models import load_base_model
@@ -42,13 +42,17 @@ def load_model_side(config: RunConfig) -> ModelSide:
 
 def heldout_set(config: RunConfig) -> list[Example]:
     """The first eval.examples items of the composition's held-out split (disjoint from training)."""
-    _, heldout = composition_splits(config.data.composition, config.data.dir or None)
-    return heldout[: config.eval.examples]
+    return heldout_split(config.data.composition, config.data.dir or None)[: config.eval.examples]
+
+
+def dev_set(config: RunConfig) -> list[Example]:
+    """The first eval.examples items of the composition's dev split: settings are chosen on these."""
+    return composition_splits(config.data.composition, config.data.dir or None).dev[: config.eval.examples]
 
 
 def client_partitions(config: RunConfig) -> list[list[Example]]:
     """Every client's training data (data.fraction of its partition); only client processes call this."""
-    train, _ = composition_splits(config.data.composition, config.data.dir or None)
+    train = composition_splits(config.data.composition, config.data.dir or None).train
     parts = partition(train, config.data.partition, config.federation.num_clients, config.run.seed)
     if config.data.fraction < 1:
         parts = [p[: max(1, math.ceil(config.data.fraction * len(p)))] for p in parts]

@@ -1,6 +1,7 @@
 """Every method the runner knows, by the name used in configs (`run.method`). One line per method."""
 
 from smartfed.errors import ConfigError
+from smartfed.methods.arrow import Arrow
 from smartfed.methods.base import LocalWork, Method
 from smartfed.methods.fedit import FedIT
 from smartfed.methods.ffa_lora import FFALora
@@ -9,7 +10,7 @@ from smartfed.methods.lorahub import LoraHub
 from smartfed.methods.module_router import ModuleRouter
 from smartfed.methods.smartfed import SmartFed
 
-METHODS: dict[str, Method] = {m.name: m for m in (SmartFed(), FedIT(), FFALora(), LoraHub(), ModuleRouter(), Local())}
+METHODS: dict[str, Method] = {m.name: m for m in (SmartFed(), FedIT(), FFALora(), LoraHub(), ModuleRouter(), Arrow(), Local())}
 
 
 def get_method(name: str) -> Method:

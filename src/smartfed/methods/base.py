@@ -38,6 +38,7 @@ class Method:
     # and a backward through the frozen base (about 2 passes), a token of a gradient-free search 1.
     passes_per_token: ClassVar[int] = 2
     is_reference: ClassVar[bool] = False  # the method the report's ratios are computed against (FedIT)
+    trains_anything: ClassVar[bool] = True  # False: a training-free method; its run is round 0 alone
 
     def attach(self, model: nn.Module, pool: ExpertPool, config: RunConfig) -> nn.Module:
         """Put what the method trains into `model` (seeded by the caller); return the model to use."""

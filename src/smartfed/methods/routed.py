@@ -25,7 +25,14 @@ class RoutedMethod(Method):
     def attach(self, model: nn.Module, pool: ExpertPool, config: RunConfig) -> nn.Module:
         router = config.router
         return attach_experts(model, pool, router=self.router_kind(config), top_k=router.top_k, init_std=router.init_std,
-                              router_rank=router.rank)
+                              router_rank=router.rank, gate=router.gate, output_scale=router.output_scale, init=self.router_init(config),
+                              **self.router_options(config))
+
+    def router_init(self, config: RunConfig) -> str:
+        return "random"  # whole-module routers (static, module) have no Arrow start
+
+    def router_options(self, config: RunConfig) -> dict:
+        return {}
 
     def trains(self, config: RunConfig) -> str:
         return self.router_kind(config)

@@ -10,6 +10,9 @@ class SmartFed(RoutedMethod):
     def router_kind(self, config) -> str:
         return config.router.kind
 
+    def router_init(self, config) -> str:
+        return config.router.init
+
     def uses_eeqa(self, config) -> bool:
         """EEQA where per-matrix top-k quotas mean something: routers that keep the top-k experts."""
         return config.eeqa.enabled and uses_top_k(config.router.kind)

@@ -24,9 +24,8 @@ from smartfed.data import composition_splits
 from smartfed.data.tokenize import collate, encode_for_training
 from smartfed.models.families import LLAMA_LINEAR_TYPES
 from smartfed.models import DEFAULT_MODEL, load_base_model
-from smartfed.pool.resolve import DEFAULT_SKILLS
+from smartfed.pool.resolve import DEFAULT_SKILLS as SKILLS
 
-SKILLS = DEFAULT_SKILLS
 CARD = "smartfed_card.json"
 
 
@@ -79,7 +78,7 @@ def build_module(cfg: BuildConfig) -> Path:
         return out  # already built
     torch.manual_seed(cfg.seed)
     model, tokenizer = load_base_model(cfg.model)
-    train, _ = composition_splits(cfg.skill, cfg.data_dir)  # the held-out 10% is never trained on
+    train = composition_splits(cfg.skill, cfg.data_dir).train  # the held-out 10% and dev 5% are never trained on
     lora = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, target_modules=list(cfg.targets), lora_dropout=0.05, task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, lora)
     peft_model.train()
@@ -131,7 +130,7 @@ def _write_module(out: Path, cfg: BuildConfig, peft_model, train: list, step: in
     card = {
         "skill": cfg.skill,
         "base_model": cfg.model,
-        "data": {"sources": sorted({e.source for e in train}), "train_examples": len(train), "heldout_fraction": 0.1},
+        "data": {"sources": sorted({e.source for e in train}), "train_examples": len(train), "heldout_share": 0.1, "dev_share": 0.05},
         "config": asdict(cfg) | {"targets": list(cfg.targets), "out": None, "data_dir": None},
         "steps": step,
         "first_loss": sum(losses[:10]) / len(losses[:10]),

@@ -115,8 +115,9 @@ def ratio_table(results: list[RunResult]) -> str:
 
 
 def _style(r: RunResult, i: int) -> dict:
-    """One colour per run (20 before any repeats), dashed for runs that turned EEQA off, so 11 runs stay apart."""
-    return {"color": plt.cm.tab20(i % 20), "linestyle": "--" if not r.config.eeqa.enabled else "-",
+    """One colour per run (20 before any repeats), dashed for a method that could use EEQA and runs without it."""
+    could = r.method.uses_eeqa(r.config.with_values({"eeqa.enabled": True}))
+    return {"color": plt.cm.tab20(i % 20), "linestyle": "--" if could and not r.method.uses_eeqa(r.config) else "-",
             "marker": "o", "label": r.name}
 
 
@@ -176,9 +177,11 @@ def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
 
 
 def _sweep_label(runs: list[RunResult]) -> str:
-    """The name the runs of a sweep share (`fedit-frac0.1`, `fedit` -> `fedit`), else the first name."""
+    """The name the runs of a sweep share (`fedit-frac0.1`, `fedit` -> `fedit`), else what they train."""
     first = min((r.name for r in runs), key=len)
-    return first if all(r.name.startswith(first) for r in runs) else runs[0].name
+    if all(r.name.startswith(first) for r in runs):
+        return first
+    return f"{runs[0].config.run.method} ({runs[0].method.trains(runs[0].config)})"
 
 
 def quota_heatmap(run_dir: Path, out: Path) -> Path:

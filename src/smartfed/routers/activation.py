@@ -14,10 +14,16 @@ from smartfed.routers.base import Router
 
 
 class ActivationRouter(Router):
-    def __init__(self, num_experts: int, init_std: float = 0.01):
-        super().__init__()
+    def __init__(self, num_experts: int, init_std: float = 0.01, **gate):
+        super().__init__(**gate)
         self.weight = nn.Parameter(torch.randn(num_experts, num_experts) * init_std)  # (M, M)
         self.bias = nn.Parameter(torch.zeros(num_experts))  # (M,)
 
     def logits(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         return F.linear(z, self.weight, self.bias)  # (..., M) -> (..., M)
+
+    def init_arrow(self, expert_gain: torch.Tensor, A: torch.Tensor) -> None:
+        """W = diag(gain), b = 0: logit_i = gain_i z_i, Arrow's score with its sign kept."""
+        with torch.no_grad():
+            self.weight.copy_(torch.diag(expert_gain))
+            self.bias.zero_()
