@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "smartfed"
 
 # Lowest first: a module may import only from its own layer and the layers before it.
 LAYERS = ["errors", "io", "data", "models", "pool", "routers", "experts", "smartfed", "quota", "eval", "metrics", "methods", "config",
-          "fed", "flower", "compare", "report", "cli", "__main__"]
+          "fed", "flower", "compare", "tune", "report", "cli", "__main__"]
 
 
 def layer_of(module: str) -> str:

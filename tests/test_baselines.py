@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from conftest import make_config, tiny_pool
@@ -22,6 +23,7 @@ from smartfed.config import load_config
 from smartfed.data.tokenize import collate, encode_for_training
 from smartfed.experts import routed_layers, set_module_weights
 from smartfed.fed.client import client_seed, client_update
+from smartfed.fed.population import make_population
 from smartfed.fed.simulation import run_simulation
 from smartfed.fed.workspace import client_partitions, load_model_side
 from smartfed.methods import get_method
@@ -258,3 +260,33 @@ def test_arrow_run_trains_and_sends_nothing(fed_setup):
     metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["round"] for m in metrics] == [0] and summary.rounds == 0
     assert summary.cumulative_bytes_up == summary.cumulative_bytes_down == 0 and summary.final_heldout_loss == metrics[0]["heldout_loss"]
+
+
+def test_flora_folds_the_exact_stacked_aggregate_into_the_base(fed_setup):
+    """After round 1 every adapted base weight has moved by sum_k p_k s B_k A_k of the clients' own LoRAs
+    (recomputed client by client), the state restarts fresh, and downloads grow with unfolded rounds."""
+    config = make_config(fed_setup, {"run.name": "flora", "run.method": "flora", "federation.rounds": 2})
+    side, data = load_model_side(config), client_partitions(config)
+    start = get_method("flora").state_dict(side.model)
+    before = {n: p.detach().clone() for n, p in side.model.named_parameters() if n.endswith("base_layer.weight")}
+    run_simulation(config, log=lambda *_: None)
+    metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    clients = [c["client"] for c in metrics[1]["clients"]]
+    own = {c: client_update(config, side.model, side.tokenizer, start, {}, data[c], client_seed(config, 1, c)) for c in clients}
+    total = sum(own[c].num_examples for c in clients)
+    after_round_1 = load_model_side(config)  # a fresh model, with round 1's checkpoint folded in by a resume-style restore
+    population = make_population(config, get_method("flora"), after_round_1.model, start, {}, {})
+    with safe_open(config.run_dir / "checkpoints" / "round-0001.safetensors", framework="pt") as f:
+        population.restore({k: f.get_tensor(k) for k in f.keys()}, f.metadata(), None)
+    scaling = config.lora.alpha / config.lora.rank
+    for name, w0 in before.items():
+        module = name.removesuffix(".base_layer.weight")
+        expected = w0.double() + sum(own[c].num_examples / total * scaling * (own[c].state[f"{module}.lora_B.default.weight"].double()
+                                     @ own[c].state[f"{module}.lora_A.default.weight"].double()) for c in clients)
+        got = dict(after_round_1.model.named_parameters())[name].double()
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    final = load_file(config.run_dir / "checkpoints" / "round-0002.safetensors")
+    assert all(torch.equal(final[k], start[k]) for k in start)  # the next round starts from the fresh LoRA again
+    # round 2: every client also fetches round 1's stack (K r rank, more than the fresh LoRA itself)
+    round_1, round_2 = ({c["bytes_down"] for c in metrics[r]["clients"]} for r in (1, 2))
+    assert len(round_1) == len(round_2) == 1 and next(iter(round_2)) > 2 * next(iter(round_1))

@@ -20,6 +20,7 @@ METHOD_RUNS: dict[str, dict] = {
        for kind in ("linear", "activation", "lowrank") for eeqa in (True, False)},
     "fedit": {"run.method": "fedit"},
     "ffa-lora": {"run.method": "ffa-lora"},
+    "flora": {"run.method": "flora"},
     "lorahub": {"run.method": "lorahub"},
     "module-router": {"run.method": "module-router"},
     "arrow": {"run.method": "arrow"},

@@ -106,6 +106,7 @@ class EvalSection(Section):
     every: int = Field(1, ge=1, description="held-out loss every N rounds (and after the last)")
     examples: int = Field(48, ge=1, description="held-out examples scored")
     score_examples: int = Field(0, ge=0, description="after the last round, score the benchmark suites on this many items each (0: skip)")
+    split: str = Field("heldout", description="what the per-round loss is measured on: heldout (reported numbers) or dev (choosing settings)")
 
 
 class EnergySection(Section):
@@ -149,6 +150,7 @@ class RunConfig(Section):
         _one_of("router.kind", self.router.kind, ROUTER_KINDS)
         _one_of("data.composition", self.data.composition, tuple(COMPOSITIONS))
         _one_of("eeqa.importance", self.eeqa.importance, IMPORTANCE_KINDS)
+        _one_of("eval.split", self.eval.split, ("heldout", "dev"))
         _one_of("router.gate", self.router.gate, tuple(GATES))
         _one_of("router.init", self.router.init, ROUTER_INITS)
         if self.router.init == "arrow":

@@ -3,14 +3,14 @@
 import argparse
 import sys
 
-from smartfed.cli import compare, evaluate, pool, report, run, sizes
+from smartfed.cli import compare, evaluate, pool, report, run, sizes, tune
 from smartfed.errors import SmartFedError
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="smartfed", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in (run, compare, pool, evaluate, report, sizes):
+    for command in (run, compare, tune, pool, evaluate, report, sizes):
         command.add_parser(sub)
     return parser
 

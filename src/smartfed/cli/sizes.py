@@ -25,12 +25,13 @@ def run(args) -> None:
     else:
         pool, what = shape_only_pool(model, args.modules, args.rank), f"{args.modules} modules of rank {args.rank} on all linear types"
     base_params = sum(p.numel() for p in model.parameters())
-    rows = router_sizes(model, pool, ROUTER_KINDS, args.rank)
-    measured = {} if not args.adapters else {k: upload_bytes(model, pool, k) for k in ROUTER_KINDS}
+    kinds = tuple(k for k in ROUTER_KINDS if k != "module-arrow")  # training-free: nothing to send
+    rows = router_sizes(model, pool, kinds, args.rank)
+    measured = {} if not args.adapters else {k: upload_bytes(model, pool, k) for k in kinds}
     print(format_size_table(rows, base_params, f"{args.model}, {what}", measured))
     if not args.no_llama2_7b:
         big = meta_model(LLAMA2_7B)
         big_pool = shape_only_pool(big, args.modules, args.rank)
         print()
-        print(format_size_table(router_sizes(big, big_pool, ROUTER_KINDS, args.rank), sum(p.numel() for p in big.parameters()),
+        print(format_size_table(router_sizes(big, big_pool, kinds, args.rank), sum(p.numel() for p in big.parameters()),
                                 f"LLaMA-2-7B (published shapes, no weights), {args.modules} modules of rank {args.rank}"))

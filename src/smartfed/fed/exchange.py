@@ -14,6 +14,7 @@ class ClientRequest:
     payload: bytes  # the state to start from, as wire bytes (the same object for every client of a shared model)
     quotas: dict[str, int]
     budget_k_avg: float | None = None  # set when the client's quotas were scaled to its announced budget
+    extra_download_bytes: int = 0  # what else the client must fetch to be in sync (FLoRA: the stacks it has not folded)
 
 
 @dataclass

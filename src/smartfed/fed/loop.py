@@ -13,7 +13,7 @@ from smartfed.errors import RunFailed, SmartFedError
 from smartfed.eval.generate import heldout_loss
 from smartfed.experts import get_quotas, routed_layers, set_quotas
 from smartfed.fed.exchange import ClientReply, ClientRequest, Exchange
-from smartfed.fed.population import OwnModels, SharedModel, make_population
+from smartfed.fed.population import FoldingModel, OwnModels, SharedModel, make_population
 from smartfed.fed.records import ClientRecord, RoundRecord
 from smartfed.fed.run_folder import RunFolder
 from smartfed.fed.finish import finish_run
@@ -23,7 +23,7 @@ from smartfed.fed.workspace import ModelSide
 from smartfed.methods import Method, get_method
 from smartfed.metrics.energy import round_energy
 
-Population = SharedModel | OwnModels
+Population = SharedModel | FoldingModel | OwnModels
 
 
 def run_federation(config: RunConfig, side: ModelSide, heldout: list, exchange: Exchange, resume: bool = False, log=print):
@@ -49,8 +49,7 @@ def run_federation(config: RunConfig, side: ModelSide, heldout: list, exchange: 
 def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, run: RunFolder, resume: bool) -> tuple[Population, int]:
     """A new population and round 0 (evaluated, checkpointed), or the one of the last checkpoint."""
     sizes = {name: layer.num_experts for name, layer in routed_layers(side.model).items()}
-    population = make_population(config, method.federated, method.uses_eeqa(config), method.state_dict(side.model),
-                                 get_quotas(side.model), sizes)
+    population = make_population(config, method, side.model, method.state_dict(side.model), get_quotas(side.model), sizes)
     if resume:
         last = run.last_checkpoint()
         if last is None:
@@ -98,7 +97,7 @@ def client_record(reply: ClientReply, request: ClientRequest, sends: bool) -> Cl
     importance_bytes = len(json.dumps(reply.importance).encode()) if reply.importance else 0
     record = ClientRecord(client=reply.client, status=reply.status, quota_total=sum(request.quotas.values()))
     if sends:
-        record.bytes_down = len(request.payload) + len(json.dumps(request.quotas).encode())
+        record.bytes_down = len(request.payload) + len(json.dumps(request.quotas).encode()) + request.extra_download_bytes
         record.bytes_up = len(reply.upload or b"") + importance_bytes
     record.cpu_s, record.tokens = reply.metrics.get("cpu_s"), reply.metrics.get("tokens")
     return record

@@ -2,6 +2,8 @@
 
 SharedModel (every federated method): the sampled clients start from one global state and the
 example-weighted FedAvg of the accepted updates replaces it; one EEQA planner for the federation.
+FoldingModel (FLoRA): the round's aggregate is folded into the base weights of the model and every
+round starts from the same fresh state; a client downloads the aggregates it has not folded yet.
 OwnModels (a method that does not federate, `local`): every client trains every round from its own
 previous state, keeps the result, and re-allocates its quotas from its own scores; nothing is sent.
 Both checkpoint everything the next round needs, so both resume.
@@ -9,13 +11,17 @@ Both checkpoint everything the next round needs, so both resume.
 
 import json
 import random
+from collections.abc import Callable
+from dataclasses import replace
 
 import torch
+from torch import nn
 
 from smartfed.config import RunConfig
 from smartfed.fed.exchange import ClientRequest
 from smartfed.fed.server import FedAvg
 from smartfed.fed.wire import encode_state
+from smartfed.methods import Method
 from smartfed.quota import QuotaPlanner
 
 State = dict[str, torch.Tensor]
@@ -39,13 +45,13 @@ def _request(planner: QuotaPlanner, client: int, payload: bytes, quotas: dict[st
 class SharedModel:
     sends = True
 
-    def __init__(self, config: RunConfig, planner: QuotaPlanner, state: State, quotas: dict[str, int]):
+    def __init__(self, config: RunConfig, planner: QuotaPlanner, state: State, quotas: dict[str, int], new_aggregate=FedAvg):
         self.config, self.planner, self.state, self.quotas = config, planner, state, quotas
-        self.trained_quotas = quotas
-        self.fedavg, self.replies, self.round = FedAvg(), [], 0
+        self.trained_quotas, self.new_aggregate = quotas, new_aggregate
+        self.aggregate, self.replies, self.round = new_aggregate(), [], 0
 
     def requests(self, round_: int) -> dict[int, ClientRequest]:
-        self.fedavg, self.replies, self.round = FedAvg(), [], round_
+        self.aggregate, self.replies, self.round = self.new_aggregate(), [], round_
         payload = encode_state(self.state)
         return {c: _request(self.planner, c, payload, self.quotas) for c in sample_clients(self.config, round_)}
 
@@ -53,13 +59,13 @@ class SharedModel:
         return self.state
 
     def accept(self, client: int, state: State, num_examples: int, importance: dict[str, float] | None) -> None:
-        self.fedavg.add(state, num_examples)
+        self.aggregate.add(state, num_examples)
         if importance is not None:
             self.replies.append((importance, num_examples))
 
     def end_round(self) -> dict:
         """Aggregate; the fields the round's record gets (quotas trained with, next quotas, scores)."""
-        self.state, self.trained_quotas = self.fedavg.result(), self.quotas
+        self.state, self.trained_quotas = self.aggregate.result(), self.quotas
         self.quotas = self.planner.update(self.round, self.replies, self.quotas)
         return {"quotas": self.trained_quotas, "next_quotas": self.quotas, "importance": self.planner.scores}
 
@@ -77,6 +83,48 @@ class SharedModel:
         trained = json.loads(metadata["trained_quotas"]) if "trained_quotas" in metadata else last_trained_quotas
         self.trained_quotas = trained if trained is not None else self.quotas
         self.planner.scores = json.loads(metadata["scores"])
+
+
+class FoldingModel(SharedModel):
+    def __init__(self, config: RunConfig, planner: QuotaPlanner, state: State, quotas: dict[str, int], new_aggregate,
+                 fold: Callable[[State], None]):
+        super().__init__(config, planner, state, quotas, new_aggregate)
+        self.start, self.fold = state, fold
+        self.folded: list[State] = []  # every round's aggregate, in order
+        self.folded_bytes: list[int] = []
+        self.synced: dict[int, int] = {}  # client -> how many aggregates it has folded
+
+    def requests(self, round_: int) -> dict[int, ClientRequest]:
+        requests = super().requests(round_)
+        for client, request in requests.items():
+            missing = sum(self.folded_bytes[self.synced.get(client, 0):])
+            requests[client] = replace(request, extra_download_bytes=missing)
+            self.synced[client] = len(self.folded)
+        return requests
+
+    def end_round(self) -> dict:
+        fields = super().end_round()
+        self._fold(self.state)
+        self.state = self.start
+        return fields
+
+    def _fold(self, aggregate: State) -> None:
+        self.fold(aggregate)
+        self.folded.append(aggregate)
+        self.folded_bytes.append(len(encode_state(aggregate)))
+
+    def checkpoint(self) -> tuple[State, dict[str, str]]:
+        state, metadata = super().checkpoint()
+        folded = {f"folded{t}/{k}": v for t, aggregate in enumerate(self.folded) for k, v in aggregate.items()}
+        return state | folded, metadata | {"folded": str(len(self.folded)), "synced": json.dumps(self.synced)}
+
+    def restore(self, tensors: State, metadata: dict[str, str], last_trained_quotas: dict[str, int] | None) -> None:
+        """Fold every saved aggregate again, in order, into the freshly loaded model."""
+        super().restore({k: v for k, v in tensors.items() if not k.startswith("folded")}, metadata, last_trained_quotas)
+        for t in range(int(metadata["folded"])):
+            prefix = f"folded{t}/"
+            self._fold({k.removeprefix(prefix): v for k, v in tensors.items() if k.startswith(prefix)})
+        self.synced = {int(c): n for c, n in json.loads(metadata["synced"]).items()}
 
 
 class OwnModels:
@@ -123,9 +171,13 @@ class OwnModels:
             self.planners[c].scores = saved["scores"]
 
 
-def make_population(config: RunConfig, federated: bool, uses_eeqa: bool, state: State, quotas: dict[str, int],
-                    sizes: dict[str, int]) -> SharedModel | OwnModels:
-    if federated:
-        return SharedModel(config, make_planner(config, uses_eeqa, sizes), state, quotas)
-    planners = {c: make_planner(config, uses_eeqa, sizes) for c in range(config.federation.num_clients)}
-    return OwnModels(config, planners, state, quotas)
+def make_population(config: RunConfig, method: Method, model: nn.Module, state: State, quotas: dict[str, int],
+                    sizes: dict[str, int]) -> SharedModel | FoldingModel | OwnModels:
+    def planner() -> QuotaPlanner:
+        return make_planner(config, method.uses_eeqa(config), sizes)
+
+    if not method.federated:
+        return OwnModels(config, {c: planner() for c in range(config.federation.num_clients)}, state, quotas)
+    if method.folds_into_base:
+        return FoldingModel(config, planner(), state, quotas, method.new_aggregate, lambda aggregate: method.fold(model, aggregate))
+    return SharedModel(config, planner(), state, quotas, method.new_aggregate if method.new_aggregate() is not None else FedAvg)

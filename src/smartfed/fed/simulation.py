@@ -13,7 +13,7 @@ from smartfed.fed.exchange import ClientReply, ClientRequest
 from smartfed.fed.loop import run_federation
 from smartfed.fed.records import Summary
 from smartfed.fed.wire import decode_state, encode_state
-from smartfed.fed.workspace import ModelSide, client_partitions, heldout_set, load_model_side
+from smartfed.fed.workspace import ModelSide, client_partitions, evaluation_set, load_model_side
 
 
 def local_exchange(config: RunConfig, side: ModelSide, partitions: list[list], client_fn: Callable = client_update):
@@ -41,4 +41,4 @@ def run_simulation(config: RunConfig, resume: bool = False, client_fn: Callable 
     """Run (or resume) `config` in this process; return the run's summary."""
     side = load_model_side(config)
     exchange = local_exchange(config, side, client_partitions(config), client_fn)
-    return run_federation(config, side, heldout_set(config), exchange, resume=resume, log=log)
+    return run_federation(config, side, evaluation_set(config), exchange, resume=resume, log=log)

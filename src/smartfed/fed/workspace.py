@@ -50,6 +50,11 @@ def dev_set(config: RunConfig) -> list[Example]:
     return composition_splits(config.data.composition, config.data.dir or None).dev[: config.eval.examples]
 
 
+def evaluation_set(config: RunConfig) -> list[Example]:
+    """What the loop's per-round loss is measured on: eval.split, held-out (the default) or dev."""
+    return dev_set(config) if config.eval.split == "dev" else heldout_set(config)
+
+
 def client_partitions(config: RunConfig) -> list[list[Example]]:
     """Every client's training data (data.fraction of its partition); only client processes call this."""
     train = composition_splits(config.data.composition, config.data.dir or None).train

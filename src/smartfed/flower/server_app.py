@@ -11,7 +11,7 @@ from flwr.serverapp import Grid, ServerApp
 
 from smartfed.fed.exchange import ClientReply, ClientRequest
 from smartfed.fed.loop import run_federation
-from smartfed.fed.workspace import heldout_set
+from smartfed.fed.workspace import evaluation_set
 from smartfed.flower.task import config_from, model_side
 from smartfed.methods import get_method
 
@@ -72,10 +72,14 @@ def flower_exchange(grid: Grid, node_of: dict[int, int], timeout_s: float):
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     config = config_from(context.run_config)
-    if not get_method(config.run.method).federated:
+    method = get_method(config.run.method)
+    if not method.federated:
         raise ValueError(f"method '{config.run.method}' does not federate: run it with `smartfed run` (nothing to send)")
+    if method.folds_into_base:
+        raise ValueError(f"method '{config.run.method}' runs in-process only for now: its SuperNodes would have to fold every "
+                         "round's stacked LoRA into their own base weights, which the ClientApp does not do yet")
     side = model_side(config)  # the server loads no client data
     node_of, announced = discover_partitions(grid, config.federation.num_clients)
     if announced:  # budgets the devices announced win over the run config's; validated like any config value
         config = config.with_values({"eeqa.device_budgets": config.eeqa.device_budgets | announced})
-    run_federation(config, side, heldout_set(config), flower_exchange(grid, node_of, config.federation.client_timeout_s))
+    run_federation(config, side, evaluation_set(config), flower_exchange(grid, node_of, config.federation.client_timeout_s))

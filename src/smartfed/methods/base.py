@@ -39,6 +39,7 @@ class Method:
     passes_per_token: ClassVar[int] = 2
     is_reference: ClassVar[bool] = False  # the method the report's ratios are computed against (FedIT)
     trains_anything: ClassVar[bool] = True  # False: a training-free method; its run is round 0 alone
+    folds_into_base: ClassVar[bool] = False  # True: each round's aggregate is folded into the base weights (FLoRA)
 
     def attach(self, model: nn.Module, pool: ExpertPool, config: RunConfig) -> nn.Module:
         """Put what the method trains into `model` (seeded by the caller); return the model to use."""
@@ -63,4 +64,12 @@ class Method:
     def train(self, model: nn.Module, tokenizer, examples: list[Example], batches: list[list[int]], config: RunConfig,
               seed: int) -> LocalWork:
         """One client's local round on `examples`, step s using the examples `batches[s]`."""
+        raise NotImplementedError
+
+    def new_aggregate(self):
+        """How the server combines a round's accepted updates (add, result); None: example-weighted FedAvg."""
+        return None
+
+    def fold(self, model: nn.Module, aggregate: dict[str, torch.Tensor]) -> None:
+        """For a method that folds into the base: apply one round's aggregate to `model`'s base weights."""
         raise NotImplementedError

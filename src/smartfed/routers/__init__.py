@@ -29,7 +29,7 @@ def uses_top_k(kind: str) -> bool:
 
 def expert_gain(experts: MatrixExperts) -> torch.Tensor:
     """||B_i|| s_i of every expert: how much a unit activation of expert i moves the output.  (M,)"""
-    return experts.B.float().norm(dim=0) * experts.scale.float()
+    return experts.B.float().norm(dim=0) * experts.scale.float().to(experts.B.device)
 
 
 def build_router(kind: str, experts: MatrixExperts, init_std: float = 0.01, rank: int = 4, gate: str = "softmax",

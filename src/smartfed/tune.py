@@ -1,0 +1,96 @@
+"""Settings chosen on the dev split, with a stated grid and the same training budget for every trial.
+
+Stage 1 (routing): SmartFed's gate x router kind x init at the base learning rate.
+Stage 2 (learning rate): every trained method at each rate of LR_GRID: FedIT, FFA-LoRA, FLoRA, the
+module router, and SmartFed with stage 1's best routing. LoRAHub (no rate) and Arrow (nothing trained) run once.
+
+Every trial is a run folder OUT/<trial> evaluated on the dev split only (eval.split = dev), never on
+held-out data or benchmarks; OUT/tuning.json holds the grid, every trial's dev loss before and after
+training, and the choice per method. A sweep that stops picks up where it stopped.
+"""
+
+import json
+from pathlib import Path
+
+from smartfed.compare import run_comparison
+from smartfed.config import RunConfig, load_config
+from smartfed.errors import ConfigError
+from smartfed.fed.run_folder import RunFolder
+from smartfed.io import atomic_write_text
+
+GATES = ("softmax", "softmax-all", "scaled", "sigmoid")
+ROUTINGS = (("linear", "random"), ("linear", "arrow"), ("activation", "random"), ("activation", "arrow"), ("arrow", "arrow"))
+LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
+LR_METHODS = ("fedit", "ffa-lora", "flora", "module-router", "smartfed")
+ONCE = ("lorahub", "arrow")
+
+# 10 clients, 3 a round, 3 rounds of 2 steps of 4 examples; dev loss on 32 items before and after.
+SCALE = {"federation.num_clients": 10, "federation.clients_per_round": 3, "federation.rounds": 3, "training.local_steps": 2,
+         "training.batch_size": 4, "training.max_length": 160, "eval.examples": 32, "eval.every": 3, "eval.split": "dev"}
+QUICK = {"federation.num_clients": 4, "federation.clients_per_round": 2, "federation.min_clients": 1, "federation.rounds": 1,
+         "training.local_steps": 1, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4, "eval.every": 1,
+         "eval.split": "dev", "lorahub.search_budget": 3}
+
+
+def routing_trials() -> dict[str, dict]:
+    return {f"route-{gate}-{kind}-{init}": {"run.method": "smartfed", "router.gate": gate, "router.kind": kind, "router.init": init}
+            for gate in GATES for kind, init in ROUTINGS}
+
+
+def lr_trials(best_routing: dict) -> dict[str, dict]:
+    setting = {m: {"run.method": m} for m in LR_METHODS} | {best_routing["run.method"]: best_routing}  # SmartFed: its best routing
+    trials = {f"lr-{method}-{lr:g}": setting[method] | {"training.lr": lr} for method in LR_METHODS for lr in LR_GRID}
+    return trials | {f"once-{m}": {"run.method": m} for m in ONCE}
+
+
+def _configs(base: RunConfig, trials: dict[str, dict]) -> list[RunConfig]:
+    return [base.with_values({"run.name": name, **keys}) for name, keys in trials.items()]
+
+
+def _losses(run_dir: Path) -> tuple[float, float]:
+    summary = RunFolder(run_dir).summary()
+    return summary.initial_heldout_loss, summary.final_heldout_loss  # measured on eval.split = dev
+
+
+def _stage(base: RunConfig, trials: dict[str, dict], log) -> list[dict]:
+    dirs = run_comparison(_configs(base, trials), log=log)
+    return [{"trial": name, "keys": keys, "dev_loss_start": start, "dev_loss_end": end}
+            for (name, keys), d in zip(trials.items(), dirs) for start, end in [_losses(d)]]
+
+
+def _best(results: list[dict], method: str) -> dict:
+    return min((r for r in results if r["keys"]["run.method"] == method), key=lambda r: r["dev_loss_end"])
+
+
+def run_tuning(composition: str, out_dir: str, quick: bool = False, overrides: list[str] = (), log=print) -> dict:
+    """Both stages; the record (grid, trials, choices) is written to OUT/tuning.json and returned."""
+    fixed = sorted({item.split("=", 1)[0] for item in overrides} & {"run.name", "run.method", "training.lr", "router.gate",
+                                                                        "router.kind", "router.init", "eval.split"})
+    if fixed:
+        raise ConfigError(f"--set {fixed[0]}=...: expected a key the tuning does not choose itself")
+    base = load_config(overrides=list(overrides), base={**(QUICK if quick else SCALE), "data.composition": composition,
+                                                        "run.out_dir": out_dir})
+    routing = _stage(base, routing_trials(), log)
+    best_routing = {k: v for k, v in _best(routing, "smartfed")["keys"].items()}
+    lrs = _stage(base, lr_trials(best_routing), log)
+    choice = {m: _best(lrs, m) for m in (*LR_METHODS, *ONCE)}
+    record = {"composition": composition, "scale": {k: v for k, v in base.flat().items() if k in (QUICK if quick else SCALE)},
+              "grid": {"gates": GATES, "routings": ROUTINGS, "lr": LR_GRID, "lr_methods": LR_METHODS, "once": ONCE},
+              "routing_trials": routing, "lr_trials": lrs, "choice": choice}
+    atomic_write_text(Path(out_dir) / "tuning.json", json.dumps(record, indent=1))
+    atomic_write_text(Path(out_dir) / "tuning.md", tuning_tables(record))
+    return record
+
+
+def tuning_tables(record: dict) -> str:
+    lines = [f"Dev loss (eval.split = dev) before and after the same budget, {record['composition']}.", "",
+             "| gate | router | init | dev loss start | dev loss end |", "|---|---|---|---:|---:|"]
+    for r in record["routing_trials"]:
+        k = r["keys"]
+        lines.append(f"| {k['router.gate']} | {k['router.kind']} | {k['router.init']} | {r['dev_loss_start']:.4f} | {r['dev_loss_end']:.4f} |")
+    lines += ["", "| method | lr | dev loss start | dev loss end | chosen |", "|---|---:|---:|---:|---|"]
+    for r in record["lr_trials"]:
+        chosen = "yes" if record["choice"][r["keys"]["run.method"]]["trial"] == r["trial"] else ""
+        lr = r["keys"].get("training.lr", "-")
+        lines.append(f"| {r['keys']['run.method']} | {lr} | {r['dev_loss_start']:.4f} | {r['dev_loss_end']:.4f} | {chosen} |")
+    return "\n".join(lines) + "\n"

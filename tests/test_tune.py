@@ -1,0 +1,34 @@
+"""`smartfed tune`: every trial on the dev split only, the same budget per trial, the choice the best dev loss."""
+
+import json
+
+import pytest
+
+from conftest import tiny_pool
+from smartfed.config import load_config
+from smartfed.fed import workspace
+from smartfed.tune import LR_GRID, LR_METHODS, ONCE, routing_trials, run_tuning
+
+
+@pytest.mark.slow
+def test_tuning_uses_only_the_dev_split_and_picks_the_lowest_dev_loss(tiny_model_folder, tmp_path, monkeypatch):
+    pool = "[" + ",".join(f'"{p}"' for p in tiny_pool(tiny_model_folder, tmp_path, 2)) + "]"
+
+    def refuse(*_):
+        raise AssertionError("tuning read the held-out split")
+
+    monkeypatch.setattr(workspace, "heldout_split", refuse)
+    record = run_tuning("zh+math", str(tmp_path / "tune"), quick=True,
+                        overrides=[f"model.name={tiny_model_folder}", f"pool.adapters={pool}"], log=lambda *_: None)
+    assert [r["trial"] for r in record["routing_trials"]] == list(routing_trials())
+    assert len(record["lr_trials"]) == len(LR_METHODS) * len(LR_GRID) + len(ONCE)
+    for trial in record["routing_trials"] + record["lr_trials"]:
+        config = load_config(str(tmp_path / "tune" / trial["trial"] / "config.toml"))
+        assert config.eval.split == "dev" and config.federation.rounds == 1 and config.training.local_steps == 1
+    best_routing = min(record["routing_trials"], key=lambda r: r["dev_loss_end"])["keys"]
+    for method in (*LR_METHODS, *ONCE):
+        mine = [r for r in record["lr_trials"] if r["keys"]["run.method"] == method]
+        assert record["choice"][method] == min(mine, key=lambda r: r["dev_loss_end"])
+    assert all(r["keys"]["router.gate"] == best_routing["router.gate"] for r in record["lr_trials"] if r["keys"]["run.method"] == "smartfed")
+    assert json.loads((tmp_path / "tune" / "tuning.json").read_text())["choice"] == record["choice"]
+    assert "| scaled | linear | arrow |" in (tmp_path / "tune" / "tuning.md").read_text()
