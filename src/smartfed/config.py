@@ -124,6 +124,18 @@ class LorahubSection(Section):
     search_budget: int = Field(12, ge=1, description="lorahub: loss evaluations of the gradient-free search per client round")
 
 
+AGGREGATION_RULES = ("fedavg", "clipped-fedavg", "trimmed-mean", "median")  # fed/server.py implements them
+
+
+class AggregationSection(Section):
+    rule: str = Field("fedavg", description="fedavg | clipped-fedavg | trimmed-mean | median (fed/server.py; robust rules also take the median of EEQA scores)")
+    max_update_norm: float = Field(100.0, gt=0, description="reject an update that moves the state by more than this x max(||global state||, 1)")
+    max_num_examples: int = Field(1_000_000, ge=1, description="reject a client that claims more training examples than this")
+    max_importance: float = Field(1e4, gt=0, description="reject EEQA scores above this")
+    trim_fraction: float = Field(0.2, ge=0, lt=0.5, description="trimmed-mean: share cut from each end per coordinate (needs >= 1/share clients a round to cut any)")
+    weight_cap: float = Field(2.0, gt=0, description="clipped-fedavg: a client's weight is at most this x the round's median example count")
+
+
 class ArrowSection(Section):
     top_k: int = Field(3, ge=1, description="arrow: modules mixed per token (peft's ArrowConfig default)")
     temperature: float = Field(1.0, gt=0, description="arrow: softmax temperature over the kept scores")
@@ -143,6 +155,7 @@ class RunConfig(Section):
     lora: LoraSection = LoraSection()
     lorahub: LorahubSection = LorahubSection()
     arrow: ArrowSection = ArrowSection()
+    aggregation: AggregationSection = AggregationSection()
 
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
@@ -151,6 +164,7 @@ class RunConfig(Section):
         _one_of("data.composition", self.data.composition, tuple(COMPOSITIONS))
         _one_of("eeqa.importance", self.eeqa.importance, IMPORTANCE_KINDS)
         _one_of("eval.split", self.eval.split, ("heldout", "dev"))
+        _one_of("aggregation.rule", self.aggregation.rule, AGGREGATION_RULES)
         _one_of("router.gate", self.router.gate, tuple(GATES))
         _one_of("router.init", self.router.init, ROUTER_INITS)
         if self.router.init == "arrow":

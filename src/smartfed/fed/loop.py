@@ -74,7 +74,8 @@ def play_round(config: RunConfig, method: Method, population: Population, exchan
         record = client_record(reply, requests[reply.client], population.sends)
         records.append(record)
         try:
-            state = accept_reply(reply, population.reference(reply.client), needs_importance, requests[reply.client].quotas)
+            state = accept_reply(reply, population.reference(reply.client), needs_importance, requests[reply.client].quotas,
+                                 config.aggregation)
         except UpdateRejected as err:
             record.status = f"rejected: {err}" if reply.upload is not None else reply.status
             log(f"round {round_}: client {reply.client} {record.status}")
@@ -103,17 +104,18 @@ def client_record(reply: ClientReply, request: ClientRequest, sends: bool) -> Cl
     return record
 
 
-def accept_reply(reply: ClientReply, reference: dict, needs_importance: bool, quotas: dict[str, int]) -> dict:
-    """The decoded, checked state of a reply; UpdateRejected says why it cannot be aggregated."""
+def accept_reply(reply: ClientReply, reference: dict, needs_importance: bool, quotas: dict[str, int], bounds) -> dict:
+    """The decoded, checked state of a reply; UpdateRejected says why it cannot be aggregated.
+    `bounds`: the [aggregation] section (update norm, example count and importance limits)."""
     if reply.upload is None:
         raise UpdateRejected(reply.status)
     try:
         state = decode_state(reply.upload)
     except Exception as err:  # bytes that do not decode
         raise UpdateRejected(f"undecodable upload: {type(err).__name__}: {err}") from err
-    check_update(state, reference, reply.num_examples)
+    check_update(state, reference, reply.num_examples, bounds.max_update_norm, bounds.max_num_examples)
     if needs_importance:
-        check_importance(reply.importance, quotas)
+        check_importance(reply.importance, quotas, bounds.max_importance)
     return state
 
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from smartfed.config import RunConfig
 from smartfed.fed.exchange import ClientRequest
-from smartfed.fed.server import FedAvg
+from smartfed.fed.server import new_aggregate
 from smartfed.fed.wire import encode_state
 from smartfed.methods import Method
 from smartfed.quota import QuotaPlanner
@@ -29,7 +29,8 @@ State = dict[str, torch.Tensor]
 
 def make_planner(config: RunConfig, uses_eeqa: bool, sizes: dict[str, int]) -> QuotaPlanner:
     e = config.eeqa
-    return QuotaPlanner(sizes, config.router.top_k, e.k_min, e.smoothing, e.realloc_every, uses_eeqa, e.device_budgets)
+    return QuotaPlanner(sizes, config.router.top_k, e.k_min, e.smoothing, e.realloc_every, uses_eeqa, e.device_budgets,
+                        robust=config.aggregation.rule != "fedavg")
 
 
 def sample_clients(config: RunConfig, round_: int) -> list[int]:
@@ -45,13 +46,14 @@ def _request(planner: QuotaPlanner, client: int, payload: bytes, quotas: dict[st
 class SharedModel:
     sends = True
 
-    def __init__(self, config: RunConfig, planner: QuotaPlanner, state: State, quotas: dict[str, int], new_aggregate=FedAvg):
+    def __init__(self, config: RunConfig, planner: QuotaPlanner, state: State, quotas: dict[str, int], new_aggregate: Callable):
+        """`new_aggregate(global_state)`: the round's aggregate (add, result)."""
         self.config, self.planner, self.state, self.quotas = config, planner, state, quotas
         self.trained_quotas, self.new_aggregate = quotas, new_aggregate
-        self.aggregate, self.replies, self.round = new_aggregate(), [], 0
+        self.aggregate, self.replies, self.round = new_aggregate(state), [], 0
 
     def requests(self, round_: int) -> dict[int, ClientRequest]:
-        self.aggregate, self.replies, self.round = self.new_aggregate(), [], round_
+        self.aggregate, self.replies, self.round = self.new_aggregate(self.state), [], round_
         payload = encode_state(self.state)
         return {c: _request(self.planner, c, payload, self.quotas) for c in sample_clients(self.config, round_)}
 
@@ -179,5 +181,6 @@ def make_population(config: RunConfig, method: Method, model: nn.Module, state: 
     if not method.federated:
         return OwnModels(config, {c: planner() for c in range(config.federation.num_clients)}, state, quotas)
     if method.folds_into_base:
-        return FoldingModel(config, planner(), state, quotas, method.new_aggregate, lambda aggregate: method.fold(model, aggregate))
-    return SharedModel(config, planner(), state, quotas, method.new_aggregate if method.new_aggregate() is not None else FedAvg)
+        return FoldingModel(config, planner(), state, quotas, lambda _: method.new_aggregate(), lambda aggregate: method.fold(model, aggregate))
+    a = config.aggregation
+    return SharedModel(config, planner(), state, quotas, lambda reference: new_aggregate(a.rule, reference, a.trim_fraction, a.weight_cap))

@@ -4,6 +4,7 @@ that sends each sampled client's state to its SuperNode as a Message and waits f
 The router payload is carried as the same safetensors bytes the simulator counts."""
 
 import json
+import math
 import time
 
 from flwr.app import ConfigRecord, Context, Message, MessageType, RecordDict
@@ -31,13 +32,28 @@ def discover_partitions(grid: Grid, num_clients: int, wait_s: float = 300.0) -> 
     for reply in grid.send_and_receive(queries, timeout=wait_s):
         if reply.has_error():
             raise RuntimeError(f"SuperNode {reply.metadata.src_node_id}: {reply.error.reason}")
-        node = reply.content["node"]
-        mapping[int(node["partition-id"])] = reply.metadata.src_node_id
+        node, source = reply.content["node"], reply.metadata.src_node_id
+        partition = int(node["partition-id"])
+        if partition in mapping:
+            raise ValueError(f"SuperNodes {mapping[partition]} and {source} both claim partition {partition}: "
+                             "each partition must be held by exactly one node (check their --node-config)")
+        mapping[partition] = source
         if "k-avg" in node:
-            budgets[int(node["partition-id"])] = float(node["k-avg"])
+            budgets[partition] = float(node["k-avg"])
     if sorted(mapping) != list(range(num_clients)):
         raise ValueError(f"expected SuperNodes holding partitions 0..{num_clients - 1}, found {sorted(mapping)}")
     return mapping, budgets
+
+
+def bounded_budgets(announced: dict[int, float], top_k: int) -> dict[int, float]:
+    """A node may announce less than top_k experts per matrix, never more (clamped); a budget that is not
+    a positive finite number is refused, naming the partition."""
+    out = {}
+    for partition, k_avg in announced.items():
+        if not math.isfinite(k_avg) or k_avg <= 0:
+            raise ValueError(f"SuperNode of partition {partition}: k-avg expected a number in (0, {top_k}], found {k_avg}")
+        out[partition] = min(k_avg, float(top_k))
+    return out
 
 
 def _client_reply(client: int, reply: Message | None, timeout_s: float) -> ClientReply:
@@ -80,6 +96,6 @@ def main(grid: Grid, context: Context) -> None:
                          "round's stacked LoRA into their own base weights, which the ClientApp does not do yet")
     side = model_side(config)  # the server loads no client data
     node_of, announced = discover_partitions(grid, config.federation.num_clients)
-    if announced:  # budgets the devices announced win over the run config's; validated like any config value
-        config = config.with_values({"eeqa.device_budgets": config.eeqa.device_budgets | announced})
+    if announced:  # budgets the devices announced win over the run config's, bounded by the server
+        config = config.with_values({"eeqa.device_budgets": config.eeqa.device_budgets | bounded_budgets(announced, config.router.top_k)})
     run_federation(config, side, evaluation_set(config), flower_exchange(grid, node_of, config.federation.client_timeout_s))
