@@ -24,11 +24,11 @@ def test_extract_code():
 def test_reference_solutions_pass_and_wrong_ones_fail(source):
     examples = load_source(source)[:12]
     for e in examples:
-        assert run_program(_code_program(e, e.target), timeout=10).passed, e.id
+        assert run_program(_code_program(e, e.target), timeout=10, require_marker=True).passed, e.id
     wrong = "```python\ndef nothing():\n    return None\n```"
     if source == "humaneval":  # only the body: the evaluator prepends the stub
         wrong = "```python\n    return None\n```"
-    assert not any(run_program(_code_program(e, wrong), timeout=10).passed for e in examples[:4])
+    assert not any(run_program(_code_program(e, wrong), timeout=10, require_marker=True).passed for e in examples[:4])
 
 
 def test_pal_answers_from_gsm_hard_reference_programs():

@@ -53,3 +53,29 @@ def test_evaluator_carries_on_after_every_kind_of_bad_program():
     results = [run_program(p, timeout=2, memory_mb=512) for p in bad]
     assert all(not r.passed for r in results)
     assert run_program("print('still here')").output.strip() == "still here"
+
+
+@pytest.mark.parametrize("escape", ["import sys; sys.exit(0)", "raise SystemExit", "raise SystemExit(0)", "import os; os._exit(0)",
+                                    "import atexit, os; atexit.register(lambda: print('ok')); os._exit(0)", "exit()", "quit()",
+                                    "print(open(__file__).read())"])
+def test_a_program_that_exits_before_its_tests_does_not_pass(escape):
+    """MBPP item 0 style: the model's code ends the process before the appended assertions run."""
+    tests = "assert add(1, 2) == 3\nassert add(2, 2) == 4\n"
+    result = run_program(f"def add(a, b):\n    return a - b\n{escape}\n{tests}", require_marker=True)
+    assert result.status == "failed", result
+    assert run_program(f"def add(a, b):\n    return a + b\n{tests}", require_marker=True).passed
+
+
+def test_output_floods_keep_a_bounded_tail():
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = run_program("import sys\nfor _ in range(200):\n    sys.stdout.write('x' * 1_000_000)\nprint('end')", timeout=20)
+    assert result.passed and result.output.endswith("end\n") and len(result.output) <= 2000
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 100_000  # KiB: 200 MB printed, < 100 MB kept
+
+
+def test_a_program_may_not_fill_the_disk():
+    program = "for i in range(16):\n    with open(f'f{i}', 'wb') as f:\n        f.write(b'x' * 15_000_000)\nimport time; time.sleep(5)"
+    result = run_program(program, timeout=20)
+    assert result.status == "failed" and "wrote more than 64 MB" in result.output

@@ -81,7 +81,8 @@ def main() -> None:
     limit = memory_mb * 1024 * 1024
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024 * 1024, 64 * 1024 * 1024))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (16 * 1024 * 1024, 16 * 1024 * 1024))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
     status = f"{_landlock(workdir)}; {_no_new_processes()}"
@@ -89,6 +90,7 @@ def main() -> None:
         print(status, file=sys.stderr)
     with open(program, encoding="utf-8") as f:
         source = f.read()
+    os.unlink(program)  # the program cannot read its own source (and the pass marker in it) back from disk
     sys.argv = [program]
     exec(compile(source, program, "exec"), {"__name__": "__main__"})
 

@@ -93,7 +93,7 @@ def run_suite(model, tokenizer, name: str, limit: int | None = None, batch_size:
             return pred, answers_match(pred, e.answer)
     else:
         def score(e, out):
-            result = run_program(_code_program(e, out), timeout=10, memory_mb=1024)
+            result = run_program(_code_program(e, out), timeout=10, memory_mb=1024, require_marker=True)
             return result.status, result.passed
     with ThreadPoolExecutor(max_workers=2) as pool:  # sandbox runs are processes: overlap them
         scored = list(pool.map(score, examples, outputs))
