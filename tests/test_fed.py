@@ -85,7 +85,7 @@ def test_config_validation_names_the_key(tmp_path):
     ("run.name=''", "config key 'run.name': expected a plain folder name"),
     ("eeqa.device_budgets={12=1.0}", r"config key 'eeqa.device_budgets': expected clients in \[0, 10\)"),
     ("training.lr=1.5", "config key 'training.lr': expected < 1.0, found 1.5"),
-    ("nosuch.key=1", "unknown config key 'nosuch': expected one of arrow, data, eeqa"),
+    ("nosuch.key=1", "unknown config key 'nosuch': expected one of aggregation, arrow, data, eeqa"),
 ])
 def test_bad_config_values_name_the_key_expected_and_found(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -57,13 +57,27 @@ def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout: float =
     raise AssertionError(f"flower-superlink not listening on {port} after {timeout:.0f} s:\n{log.read_text()[-3000:]}")
 
 
+def listens_on_every_interface(port: int) -> bool:
+    """A listening TCP socket bound to 0.0.0.0 (or ::) on `port`, from /proc/net/tcp{,6}."""
+    for table, any_address in (("/proc/net/tcp", "00000000"), ("/proc/net/tcp6", "0" * 32)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port and address == any_address:
+                return True
+    return False
+
+
 def start_federation(root: Path, env: dict, node_configs: list[str]) -> tuple[list[subprocess.Popen], str]:
     """A SuperLink and one SuperNode per node config; returns (processes, SuperLink connection name)."""
     port = free_port()
     log = root / f"superlink-{port}.log"
-    procs = [subprocess.Popen([BIN / "flower-superlink", "--insecure", "--port", str(port), "--database", str(root / f"state-{port}.db")],
+    # --host 0.0.0.0, as the README's real-machines command: remote devices must be able to connect
+    procs = [subprocess.Popen([BIN / "flower-superlink", "--insecure", "--host", "0.0.0.0", "--port", str(port),
+                               "--database", str(root / f"state-{port}.db")],
                               env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=open(log, "w"))]
     wait_for_port(port, procs[0], log)
+    assert listens_on_every_interface(port), f"flower-superlink listens only on loopback on {port}"
     for n, node_config in enumerate(node_configs):
         procs.append(subprocess.Popen(
             [BIN / "flower-supernode", "--insecure", "--superlink", f"127.0.0.1:{port}", "--port", str(free_port()), "--node-config", node_config],

@@ -71,7 +71,11 @@ def _run_inspect(args) -> None:
     print("|---|---:|---:|---|---:|---:|---|---|")
     for folder in args.folders:
         config_path = Path(folder) / "adapter_config.json"
-        config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+        try:
+            config = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            config = {}  # read_adapter below names the file and what is wrong with it
+        config = config if isinstance(config, dict) else {}
         try:
             adapter = read_adapter(folder, model)
             fit, matrices, experts = "yes", len(adapter.matrices), adapter.rank_total

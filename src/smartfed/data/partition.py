@@ -7,6 +7,8 @@ Schemes:
   natural:<by>             one client per value of <by> (num_clients must equal their number)
 """
 
+import math
+
 from datasets import Dataset
 from flwr_datasets.partitioner import DirichletPartitioner, IidPartitioner, NaturalIdPartitioner, PathologicalPartitioner
 
@@ -21,6 +23,7 @@ def _partitioner(scheme: str, num_clients: int, seed: int):
     if kind == "iid" and not args:
         return IidPartitioner(num_partitions=num_clients)
     if kind in ("dirichlet", "pathological") and len(args) == 2 and args[0] in _KEYS:
+        _check_parameter(scheme, kind, args[1])
         if kind == "dirichlet":
             return DirichletPartitioner(num_partitions=num_clients, partition_by=args[0], alpha=float(args[1]),
                                         min_partition_size=1, self_balancing=True, seed=seed)
@@ -29,6 +32,17 @@ def _partitioner(scheme: str, num_clients: int, seed: int):
         return NaturalIdPartitioner(partition_by=args[0])
     raise DataError(f"partition scheme expected iid, dirichlet:<by>:<alpha>, pathological:<by>:<k> or natural:<by> "
                     f"with <by> in {_KEYS}, found {scheme!r}")
+
+
+def _check_parameter(scheme: str, kind: str, raw: str) -> None:
+    """dirichlet's alpha a finite number > 0, pathological's k an int >= 1."""
+    try:
+        value = float(raw) if kind == "dirichlet" else int(raw)
+    except ValueError:
+        value = None
+    if value is None or not math.isfinite(value) or value <= 0:
+        expected = "alpha a finite number > 0" if kind == "dirichlet" else "k an int >= 1"
+        raise DataError(f"partition scheme {scheme!r}: {kind} expected {expected}, found {raw!r}")
 
 
 def partition(examples: list[Example], scheme: str, num_clients: int, seed: int = 0) -> list[list[Example]]:

@@ -5,7 +5,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from smartfed.errors import RouterStateError
+from smartfed.errors import ConfigError, RouterStateError
 from smartfed.experts.layer import RoutedLinear
 from smartfed.pool.expert_pool import ExpertPool
 from smartfed.routers import StaticRouter, build_router
@@ -63,8 +63,10 @@ def _initial_quotas(pool: ExpertPool, top_k: int | Mapping[str, int] | None) -> 
     if top_k is None:
         return {n: m.num_experts for n, m in pool.matrices.items()}
     if isinstance(top_k, int):
-        if top_k < 1:
-            raise ValueError(f"top_k expected >= 1, found {top_k}")
+        largest = max(m.num_experts for m in pool.matrices.values())
+        if not 1 <= top_k <= largest:
+            raise ConfigError(f"config key 'router.top_k': expected an int in [1, {largest}] (the most experts any matrix of "
+                              f"this pool has), found {top_k}")
         return {n: min(top_k, m.num_experts) for n, m in pool.matrices.items()}
     missing = pool.matrices.keys() - top_k.keys()
     if missing:

@@ -29,7 +29,7 @@ Population = SharedModel | FoldingModel | OwnModels
 def run_federation(config: RunConfig, side: ModelSide, heldout: list, exchange: Exchange, resume: bool = False, log=print):
     """Run (or resume) the rounds of `config`; return the Summary written to the run folder."""
     method, run = get_method(config.run.method), RunFolder(config.run_dir)
-    population, start = _start(config, method, side, heldout, run, resume)
+    population, start = _start(config, method, side, heldout, run, resume, log)
     last = config.federation.rounds if method.trains_anything else 0  # a training-free method is its round 0
     for round_ in range(start + 1, last + 1):
         began = time.time()
@@ -46,18 +46,19 @@ def run_federation(config: RunConfig, side: ModelSide, heldout: list, exchange: 
     return finish_run(config, method, side, run, population.models(), last, own_models=isinstance(population, OwnModels))
 
 
-def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, run: RunFolder, resume: bool) -> tuple[Population, int]:
+def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, run: RunFolder, resume: bool,
+           log=print) -> tuple[Population, int]:
     """A new population and round 0 (evaluated, checkpointed), or the one of the last checkpoint."""
     sizes = {name: layer.num_experts for name, layer in routed_layers(side.model).items()}
     population = make_population(config, method, side.model, method.state_dict(side.model), get_quotas(side.model), sizes)
     if resume:
-        last = run.last_checkpoint()
+        last = run.last_checkpoint(log)
         if last is None:
             raise SmartFedError(f"{run.path}: nothing to resume (no checkpoint); start the run without --resume")
         start, tensors, metadata = last
         population.restore(tensors, metadata, run.metrics()[-1].quotas)
         return population, start
-    run.create(config)
+    run.create(config, side.provenance)
     record = RoundRecord(round=0, quotas=get_quotas(side.model))
     _set_heldout(record, population, evaluate(method, side, heldout, population.models()))
     run.append_metrics(record)

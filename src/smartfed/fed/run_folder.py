@@ -25,11 +25,12 @@ class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
-    def create(self, config: RunConfig) -> None:
+    def create(self, config: RunConfig, notes: dict[str, str] | None = None) -> None:
+        """Start the folder: config.toml with provenance (and `notes`, e.g. the pool's content hash) as comments."""
         if (self.path / METRICS).exists():
             raise FileExistsError(f"{self.path} already holds a run: use `smartfed run --resume {self.path}` or another name")
         self.path.mkdir(parents=True, exist_ok=True)
-        header = "".join(f"# {k} = {v}\n" for k, v in provenance().items())
+        header = "".join(f"# {k} = {v}\n" for k, v in (provenance() | (notes or {})).items())
         atomic_write_text(self.path / CONFIG, header + config.to_toml())
         atomic_write_text(self.path / METRICS, "")
 
@@ -70,17 +71,21 @@ class RunFolder:
         with atomic_path(folder / f"{prefix}-{round_:04d}.safetensors") as tmp:
             save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata={"round": str(round_), **metadata})
 
-    def last_checkpoint(self) -> tuple[int, dict[str, torch.Tensor], dict[str, str]] | None:
-        """(round, tensors, metadata) of the newest checkpoint; drops metrics lines after it."""
-        files = sorted((self.path / CHECKPOINTS).glob("round-*.safetensors"))
-        if not files:
-            return None
-        with safe_open(files[-1], framework="pt") as f:
-            metadata = f.metadata()
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-        round_ = int(metadata["round"])
-        self._write_metrics([m for m in self.metrics(drop_torn_tail=True) if m.round <= round_])
-        return round_, tensors, metadata
+    def last_checkpoint(self, log=print) -> tuple[int, dict[str, torch.Tensor], dict[str, str]] | None:
+        """(round, tensors, metadata) of the newest intact checkpoint (a truncated or empty one, which only
+        a copy or a disk fault can leave, is skipped and said); drops metrics lines after it."""
+        for path in sorted((self.path / CHECKPOINTS).glob("round-*.safetensors"), reverse=True):
+            try:
+                with safe_open(path, framework="pt") as f:
+                    metadata = f.metadata()
+                    tensors = {k: f.get_tensor(k) for k in f.keys()}
+                round_ = int(metadata["round"])
+            except Exception as err:  # safetensors raises several kinds on a torn file
+                log(f"{path}: unreadable checkpoint ({type(err).__name__}: {err}); resuming from the one before it")
+                continue
+            self._write_metrics([m for m in self.metrics(drop_torn_tail=True) if m.round <= round_])
+            return round_, tensors, metadata
+        return None
 
     def write_summary(self, summary: Summary) -> None:
         atomic_write_text(self.path / SUMMARY, json.dumps(summary.model_dump(exclude_none=True), indent=1))

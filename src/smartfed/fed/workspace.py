@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 
 from smartfed.config import RunConfig
 from smartfed.data import Example, composition_splits, heldout_split
@@ -27,6 +28,13 @@ class ModelSide:
     model: torch.nn.Module
     tokenizer: object
     pool_file: Path | None  # None: the method's clients do not need the pool (a fresh LoRA)
+    provenance: dict[str, str]  # the pool file and the content hash of the adapters it was made from
+
+
+def _pool_provenance(pool_file: Path) -> dict[str, str]:
+    with safe_open(pool_file, framework="pt") as f:
+        metadata = f.metadata() or {}
+    return {"pool_file": str(pool_file), "adapters_sha256": metadata.get("adapters_sha256", "unknown (a pool file made elsewhere)")}
 
 
 def load_model_side(config: RunConfig) -> ModelSide:
@@ -37,7 +45,7 @@ def load_model_side(config: RunConfig) -> ModelSide:
     method = get_method(config.run.method)
     torch.manual_seed(config.run.seed)
     model = method.attach(model, pool, config)
-    return ModelSide(model, tokenizer, pool_file if method.ships_pool else None)
+    return ModelSide(model, tokenizer, pool_file if method.ships_pool else None, _pool_provenance(pool_file))
 
 
 def heldout_set(config: RunConfig) -> list[Example]:

@@ -53,6 +53,9 @@ class LoraAdapter:
         return sum(m.A.shape[0] for m in self.matrices.values())
 
 
+MAX_WEIGHT = 1e3  # a LoRA factor entry beyond this is a broken or malicious file, not a trained module
+
+
 def linear_shape(module: nn.Module) -> tuple[int, int] | None:
     """(d_in, d_out) of a linear layer, or None for any other module. GPT-2's Conv1D stores W transposed."""
     if isinstance(module, nn.Linear):
@@ -88,10 +91,28 @@ def _read_config(folder: Path) -> dict:
         refuse("modules_to_save", "none (whole replaced modules are not experts)", config["modules_to_save"])
     if config.get("target_parameters"):
         refuse("target_parameters", "none", config["target_parameters"])
-    for key, kind in (("r", int), ("lora_alpha", (int, float))):
-        if not isinstance(config.get(key), kind) or isinstance(config.get(key), bool) or config[key] <= 0:
-            refuse(key, "a positive number", config.get(key))
+    for key, kind, most in (("r", int, 65536), ("lora_alpha", (int, float), 1e5)):
+        value = config.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool) or not math.isfinite(value) or not 0 < value <= most:
+            raise AdapterError(f"{path}: key '{key}' expected a finite number in (0, {most:g}], found {value!r}")
+    _check_shapes_of_keys(path, config)
     return config
+
+
+def _check_shapes_of_keys(path: Path, config: dict) -> None:
+    """target_modules, rank_pattern, alpha_pattern and layers_to_transform of the types peft reads."""
+    targets = config.get("target_modules")
+    if not (targets is None or isinstance(targets, str) or (isinstance(targets, list) and all(isinstance(t, str) for t in targets))):
+        raise AdapterError(f"{path}: key 'target_modules' expected a list of module names or a regex string, found {targets!r}")
+    for key in ("rank_pattern", "alpha_pattern"):
+        pattern = config.get(key) or {}
+        if not isinstance(pattern, dict) or not all(isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+                                                    and math.isfinite(v) and v > 0 for k, v in pattern.items()):
+            raise AdapterError(f"{path}: key '{key}' expected an object of module pattern -> positive number, found {pattern!r}")
+    layers = config.get("layers_to_transform")
+    if not (layers is None or (isinstance(layers, int) and not isinstance(layers, bool))
+            or (isinstance(layers, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in layers))):
+        raise AdapterError(f"{path}: key 'layers_to_transform' expected an int or a list of ints, found {layers!r}")
 
 
 def _read_weights(folder: Path) -> tuple[Path, dict[str, torch.Tensor]]:
@@ -164,6 +185,9 @@ def _matrix(weights_path: Path, config: dict, module_name: str, parts: dict, mod
             raise AdapterError(f"{weights_path}: key '{prefix}.lora_{part}.weight': expected shape {shape}, found {tuple(tensor.shape)}")
     if not (torch.isfinite(A).all() and torch.isfinite(B).all()):
         raise AdapterError(f"{where}: expected finite weights, found NaN or Inf")
+    largest = max(float(A.abs().max()), float(B.abs().max()))
+    if largest > MAX_WEIGHT:
+        raise AdapterError(f"{where}: expected LoRA weights of magnitude <= {MAX_WEIGHT:g}, found {largest:.3g}")
     scale = alpha / math.sqrt(r) if config.get("use_rslora", False) else alpha / r
     return LoraMatrix(A=A.float(), B=B.float(), scale=float(scale))
 

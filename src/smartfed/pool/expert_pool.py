@@ -117,14 +117,14 @@ class ExpertPool:
                     f"found {shape} in the base model"
                 )
 
-    def save(self, path: str | Path) -> None:
-        """Write the pool to one safetensors file, atomically."""
+    def save(self, path: str | Path, extra_metadata: dict[str, str] | None = None) -> None:
+        """Write the pool to one safetensors file, atomically (`extra_metadata`: provenance such as a content hash)."""
         tensors = {f"{name}.{field}": getattr(m, field).contiguous() for name, m in self.matrices.items() for field in _FIELDS}
         metadata = {
             "format": POOL_FORMAT,
             "modules": json.dumps([vars(m) for m in self.modules]),
             "matrices": json.dumps(list(self.matrices)),
-        }
+        } | (extra_metadata or {})
         with atomic_path(path) as tmp:
             save_file(tensors, tmp, metadata=metadata)
 

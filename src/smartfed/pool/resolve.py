@@ -5,6 +5,7 @@ Starting a run never trains modules: a default pool that is not built yet is an 
 command that builds it.
 """
 
+import hashlib
 from pathlib import Path
 
 from torch import nn
@@ -13,7 +14,6 @@ from smartfed.errors import AdapterError
 from smartfed.models import cache_dir
 from smartfed.pool.expert_pool import ExpertPool
 
-POOL_FILE = "pool.safetensors"
 DEFAULT_SKILLS = ("zh", "math", "code", "instruct")  # the default pool: one module per skill
 
 
@@ -34,23 +34,41 @@ def default_pool_folders(model: str) -> list[Path]:
     return folders
 
 
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+def adapters_digest(folders: list[Path]) -> str:
+    """sha256 over every adapter's config and weights, in order: what the decomposed pool is a function of."""
+    digest = hashlib.sha256()
+    for folder in folders:
+        for name in ADAPTER_FILES:
+            path = folder / name
+            if path.is_file():
+                digest.update(f"{len(folders)}:{name}:{path.stat().st_size}:".encode())
+                with open(path, "rb") as f:
+                    for block in iter(lambda: f.read(1 << 20), b""):
+                        digest.update(block)
+    return digest.hexdigest()
+
+
 def resolve_pool_file(adapters: tuple[str, ...], model_name: str, model: nn.Module) -> Path:
-    """The pool as one safetensors file: given, or decomposed from adapter folders and cached."""
+    """The pool as one safetensors file: given, or decomposed from adapter folders and cached under the
+    content hash of their configs and weights (another folder of the same name, or an edited alpha,
+    makes a new pool file; the hash is also kept in the file's metadata)."""
     if len(adapters) == 1 and adapters[0].endswith(".safetensors"):
         if not Path(adapters[0]).is_file():
             raise AdapterError(f"pool file {adapters[0]}: not found")
         return Path(adapters[0])
-    if adapters:
-        folders = [Path(p) for p in adapters]
-        pool_file = folders[0].parent / f"pool-{'-'.join(f.name for f in folders)}.safetensors"
-    else:
-        folders = default_pool_folders(model_name)
-        pool_file = default_pool_dir(model_name) / POOL_FILE
+    folders = [Path(p) for p in adapters] if adapters else default_pool_folders(model_name)
     for folder in folders:
-        if not folder.is_dir():
-            raise AdapterError(f"adapter folder {folder}: not found")
-    newest_adapter = max(max(p.stat().st_mtime for p in f.glob("adapter_model.*")) if any(f.glob("adapter_model.*"))
-                         else 0.0 for f in folders)
-    if not pool_file.is_file() or pool_file.stat().st_mtime < newest_adapter:
-        ExpertPool.from_adapters(folders, model).save(pool_file)
+        try:
+            if not folder.resolve(strict=True).is_dir():
+                raise AdapterError(f"adapter folder {folder}: expected a folder, found a file")
+        except (OSError, RuntimeError) as err:  # missing, or a symlink loop
+            raise AdapterError(f"adapter folder {folder}: not found ({type(err).__name__}: {err})") from None
+    digest = adapters_digest(folders)
+    root = folders[0].parent if adapters else default_pool_dir(model_name)
+    pool_file = root / f"pool-{digest[:20]}.safetensors"
+    if not pool_file.is_file():
+        ExpertPool.from_adapters(folders, model).save(pool_file, {"adapters_sha256": digest})
     return pool_file

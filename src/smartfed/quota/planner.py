@@ -24,7 +24,8 @@ class QuotaPlanner:
         self.scores = smooth_scores(self.scores, self._combine(replies), self.smoothing)
         if round_ % self.realloc_every:
             return quotas
-        return allocate_quotas(self.scores, self.sizes, self.top_k * len(self.sizes), self.k_min)
+        budget = min(self.top_k * len(self.sizes), sum(self.sizes.values()))  # K = top_k * J, at most every expert
+        return allocate_quotas(self.scores, self.sizes, budget, self.k_min)
 
     def _combine(self, replies: list[tuple[dict[str, float], int]]) -> dict[str, float]:
         """Per matrix: the median of the clients' scores (robust), else their example-weighted mean,
