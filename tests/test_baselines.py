@@ -164,6 +164,7 @@ def test_quick_comparison_script_runs_every_method_and_reports_ratios(fed_setup,
             assert f"| {ratio:.2f}x |" in row and f"| {energy:.2f}x |" in row
     for png in ("heldout_loss.png", "loss_vs_bytes.png"):
         assert (out / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((out / "fedit" / "scores.json").read_text())["code_sandbox_isolation"]  # kept with the scores
 
 
 @pytest.mark.slow

@@ -79,3 +79,41 @@ def test_a_program_may_not_fill_the_disk():
     program = "for i in range(16):\n    with open(f'f{i}', 'wb') as f:\n        f.write(b'x' * 15_000_000)\nimport time; time.sleep(5)"
     result = run_program(program, timeout=20)
     assert result.status == "failed" and "wrote more than 64 MB" in result.output
+
+
+def test_the_program_runs_as_an_unprivileged_user_where_namespaces_exist():
+    from smartfed.eval.sandbox import FULL_ISOLATION, namespace_prefix
+
+    if not namespace_prefix():
+        pytest.skip("no user namespaces here")
+    result = run_program("import os\nprint(os.getuid(), os.getgid())")
+    assert result.passed and result.output.split() == ["65534", "65534"] and isolation() == FULL_ISOLATION
+
+
+def test_require_isolation_refuses_weaker_sandboxes(monkeypatch):
+    from smartfed.eval import sandbox
+
+    monkeypatch.setattr(sandbox, "namespace_prefix", lambda: ())
+    with pytest.raises(sandbox.SandboxError, match="expected isolation 'pid\\+net namespaces, unprivileged uid', found 'process limits"):
+        sandbox.require_isolation()
+
+
+def test_unix_domain_sockets_are_refused():
+    result = run_program("import socket\nsocket.socket(socket.AF_UNIX, socket.SOCK_STREAM)")
+    assert result.status == "failed" and "PermissionError" in result.output
+    assert run_program("import socket\nsocket.socket(socket.AF_INET, socket.SOCK_STREAM).close()").passed  # no connection anyway
+
+
+@pytest.mark.parametrize("namespaces", [True, False])
+def test_the_program_cannot_signal_the_evaluator(monkeypatch, namespaces):
+    import os
+
+    from smartfed.eval import sandbox
+
+    if not namespaces:
+        monkeypatch.setattr(sandbox, "namespace_prefix", lambda: ())
+    me = os.getpid()
+    result = sandbox.run_program(f"import os, signal\nos.kill({me}, signal.SIGKILL)\nos.kill(os.getppid(), signal.SIGKILL)")
+    assert result.status == "failed" and ("PermissionError" in result.output or "ProcessLookupError" in result.output)
+    assert sandbox.run_program("import os, signal\nsignal.signal(signal.SIGUSR1, lambda *_: print('own'))\n"
+                               "os.kill(os.getpid(), signal.SIGUSR1)").output.strip() == "own"  # itself: allowed

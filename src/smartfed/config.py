@@ -106,6 +106,7 @@ class EvalSection(Section):
     every: int = Field(1, ge=1, description="held-out loss every N rounds (and after the last)")
     examples: int = Field(48, ge=1, description="held-out examples scored")
     score_examples: int = Field(0, ge=0, description="after the last round, score the benchmark suites on this many items each (0: skip)")
+    require_isolation: bool = Field(False, description="refuse to score code benchmarks without namespaces and an unprivileged uid")
     split: str = Field("heldout", description="what the per-round loss is measured on: heldout (reported numbers) or dev (choosing settings)")
 
 

@@ -20,6 +20,8 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", help="write results (scores and every output) as JSON here")
+    p.add_argument("--require-isolation", action="store_true",
+                   help="refuse to run generated code without namespaces and an unprivileged uid")
     p.set_defaults(run=run)
 
 
@@ -54,6 +56,11 @@ def run(args) -> None:
     from smartfed.eval.suites import run_suite
     from smartfed.io import atomic_write_text
 
+    from smartfed.eval.sandbox import isolation, require_isolation
+
+    if args.require_isolation:
+        require_isolation()
+    print(f"generated code runs with {isolation()}")
     model, tokenizer, label = _model(args)
     results = []
     for name in args.suites.split(","):
@@ -68,5 +75,5 @@ def run(args) -> None:
             results.append({"suite": name, "n": r.n, "score": r.score, "items": r.items})
             print(f"{label} | {name} | n={r.n} | score {100 * r.score:.1f}%", flush=True)
     if args.out:
-        atomic_write_text(args.out, json.dumps({"model": args.model, "what": label, "results": results}, ensure_ascii=False, indent=1))
+        atomic_write_text(args.out, json.dumps({"model": args.model, "what": label, "code_sandbox_isolation": isolation(), "results": results}, ensure_ascii=False, indent=1))
         print(f"wrote {Path(args.out)}")

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from smartfed.errors import SmartFedError
+
 CHILD = Path(__file__).with_name("sandbox_child.py")
+
+
+class SandboxError(SmartFedError):
+    """The sandbox cannot give the isolation that was asked for."""
 
 
 @dataclass(frozen=True)
@@ -44,12 +50,30 @@ def namespace_prefix() -> tuple[str, ...]:
     unshare = shutil.which("unshare")
     if unshare is None:
         return ()
-    prefix = (unshare, "--user", "--map-root-user", "--pid", "--fork", "--kill-child", "--net")
-    return prefix if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0 else ()
+    namespaces = ("--pid", "--fork", "--kill-child", "--net")
+    for users in (("--user", "--map-user=65534", "--map-group=65534"), ("--user", "--map-root-user")):  # nobody first
+        prefix = (unshare, *users, *namespaces)
+        if subprocess.run([*prefix, "true"], capture_output=True).returncode == 0:
+            return prefix
+    return ()
+
+
+FULL_ISOLATION = "pid+net namespaces, unprivileged uid"
 
 
 def isolation() -> str:
-    return "pid+net namespaces" if namespace_prefix() else "process limits and Landlock only (no namespaces)"
+    """How a generated program is isolated here; printed at the start of every evaluation and kept with its results."""
+    prefix = namespace_prefix()
+    if not prefix:
+        return "process limits, Landlock and seccomp only (no namespaces)"
+    return FULL_ISOLATION if "--map-user=65534" in prefix else "pid+net namespaces, root inside"
+
+
+def require_isolation() -> None:
+    """Refuse to evaluate generated code with less than FULL_ISOLATION (`--require-isolation`)."""
+    if isolation() != FULL_ISOLATION:
+        raise SandboxError(f"code evaluation expected isolation '{FULL_ISOLATION}', found '{isolation()}' "
+                           "(user namespaces unavailable?); run without --require-isolation to accept it")
 
 
 OUTPUT_TAIL = 64 * 1024  # bytes of a program's output the evaluator keeps (the rest streams past)

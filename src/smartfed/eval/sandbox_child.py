@@ -48,9 +48,10 @@ def _landlock(writable: str) -> str:
 
 # (audit arch, {syscall: number}) per machine; clone3 takes its flags in a struct seccomp cannot read.
 _SYSCALLS = {
-    "x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58, "clone3": 435}),
-    "aarch64": (0xC00000B7, {"clone": 220, "clone3": 435}),
+    "x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58, "clone3": 435, "socket": 41, "kill": 62, "tkill": 200, "tgkill": 234}),
+    "aarch64": (0xC00000B7, {"clone": 220, "clone3": 435, "socket": 198, "kill": 129, "tkill": 130, "tgkill": 131}),
 }
+_AF_UNIX = 1
 _CLONE_THREAD = 0x00010000
 
 
@@ -65,6 +66,11 @@ def _no_new_processes() -> str:
         if name in nr:
             prog += [(jeq, 0, 1, nr[name]), (ret, 0, 0, deny)]
     prog += [(jeq, 0, 1, nr["clone3"]), (ret, 0, 0, nosys)]  # glibc then falls back to clone
+    # socket(AF_UNIX, ...): no talking to the evaluator's or the host's Unix-domain sockets
+    prog += [(jeq, 0, 4, nr["socket"]), (ld, 0, 0, 16), (jeq, 0, 1, _AF_UNIX), (ret, 0, 0, deny), (ret, 0, 0, allow)]
+    # kill / tkill / tgkill: signals only to itself (pid 0 is its own process group, the evaluator is in another session)
+    for name in ("kill", "tkill", "tgkill"):
+        prog += [(jeq, 0, 5, nr[name]), (ld, 0, 0, 16), (jeq, 2, 0, os.getpid()), (jeq, 1, 0, 0), (ret, 0, 0, deny), (ret, 0, 0, allow)]
     prog += [(jeq, 0, 3, nr["clone"]), (ld, 0, 0, 16), (jset, 1, 0, _CLONE_THREAD), (ret, 0, 0, deny)]
     prog += [(ret, 0, 0, allow)]
     filters = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in prog))
@@ -72,7 +78,7 @@ def _no_new_processes() -> str:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 or libc.prctl(22, 2, ctypes.c_char_p(fprog), 0, 0) != 0:
         return f"seccomp failed: {os.strerror(ctypes.get_errno())}"
-    return "seccomp: no new processes"
+    return "seccomp: no new processes, no Unix sockets, signals only to itself"
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ import json
 
 from smartfed.config import RunConfig
 from smartfed.data.compositions import COMPOSITIONS
+from smartfed.eval.sandbox import isolation, require_isolation
 from smartfed.eval.suites import run_suite
 from smartfed.experts import set_quotas
 from smartfed.fed.run_folder import RunFolder
@@ -23,6 +24,9 @@ def score_run(config: RunConfig, method: Method, side: ModelSide, run: RunFolder
     clients answer. Every output goes to scores.json.
     """
     n = config.eval.score_examples
+    if config.eval.require_isolation:
+        require_isolation()
+    print(f"benchmark scores: generated code runs with {isolation()}")
     report = {}
     for suite in COMPOSITIONS[config.data.composition].eval_suites:
         items = []
@@ -33,5 +37,6 @@ def score_run(config: RunConfig, method: Method, side: ModelSide, run: RunFolder
             result = run_suite(side.model, side.tokenizer, suite, n, data_dir=config.data.dir or None, shard=(shard, min(len(models), n)))
             items += [item | {"model": shard} for item in result.items]
         report[suite] = {"n": len(items), "score": sum(i["correct"] for i in items) / max(len(items), 1), "items": items}
-    atomic_write_text(run.path / SCORES, json.dumps(report, ensure_ascii=False, indent=1))
+    record = {"code_sandbox_isolation": isolation(), "suites": report}
+    atomic_write_text(run.path / SCORES, json.dumps(record, ensure_ascii=False, indent=1))
     return {suite: r["score"] for suite, r in report.items()}
