@@ -96,3 +96,17 @@ def test_a_malformed_reply_drops_that_client_and_the_run_goes_on(server_setup, m
     for m in metrics:
         status = {c["client"]: c["status"] for c in m["clients"]}
         assert status[0] == status[2] == "ok" and status[1].startswith("dropped: malformed reply") and m["accepted"] == 2
+
+
+def test_two_supernodes_claiming_one_partition_are_detected(server_setup):
+    grid = SimpleNamespace(get_node_ids=lambda: [7, 8],
+                           send_and_receive=lambda messages, timeout=None: [
+                               SimpleNamespace(metadata=SimpleNamespace(src_node_id=m.metadata.dst_node_id), has_error=lambda: False,
+                                               content={"node": {"partition-id": 0}}) for m in messages])
+    with pytest.raises(ValueError, match="SuperNodes 7 and 8 both claim partition 0"):
+        server_app.discover_partitions(grid, 2, wait_s=1)
+
+
+def test_a_node_that_never_replied_is_reported_as_such():
+    assert server_app._client_reply(3, None, 0.0).status == "dropped: no reply (the SuperNode went away)"
+    assert server_app._client_reply(3, None, 30.0).status == "dropped: no reply before client_timeout_s=30.0"

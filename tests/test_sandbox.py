@@ -117,3 +117,28 @@ def test_the_program_cannot_signal_the_evaluator(monkeypatch, namespaces):
     assert result.status == "failed" and ("PermissionError" in result.output or "ProcessLookupError" in result.output)
     assert sandbox.run_program("import os, signal\nsignal.signal(signal.SIGUSR1, lambda *_: print('own'))\n"
                                "os.kill(os.getpid(), signal.SIGUSR1)").output.strip() == "own"  # itself: allowed
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "DATA"])
+def test_reads_outside_what_python_needs_are_refused(path):
+    from smartfed.data import data_dir
+
+    target = str(next(data_dir().rglob("*.jsonl*"), data_dir())) if path == "DATA" else path
+    result = run_program(f"print(open({target!r}, 'rb').read(10))")
+    assert result.status == "failed" and "PermissionError" in result.output, result
+    assert run_program("import json, hashlib, collections, re, math, itertools\nprint(json.dumps({'ok': 1}))").passed
+
+
+@pytest.mark.parametrize("namespaces", [True, False])
+def test_no_udp_and_no_other_processes_proc_entries(monkeypatch, namespaces):
+    import os
+
+    from smartfed.eval import sandbox
+
+    if not namespaces:
+        monkeypatch.setattr(sandbox, "namespace_prefix", lambda: ())
+    udp = sandbox.run_program("import socket\nsocket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'x', ('127.0.0.1', 9))")
+    assert udp.status == "failed" and "PermissionError" in udp.output
+    environ = sandbox.run_program(f"print(open('/proc/{os.getpid()}/environ', 'rb').read()[:20])")
+    assert environ.status == "failed" and "Error" in environ.output
+    assert sandbox.run_program("import os\nprint(open(f'/proc/{os.getpid()}/status').read()[:10])").passed  # its own entry
