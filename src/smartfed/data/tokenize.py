@@ -20,12 +20,12 @@ def encode_for_training(tokenizer, example: Example, max_length: int) -> tuple[l
     return prompt_ids + target_ids, [-100] * len(prompt_ids) + target_ids
 
 
-def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    """Right-pad a batch of (ids, labels) to its longest row."""
+def collate(pairs: list[tuple[list[int], list[int]]], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """Right-pad a batch of (ids, labels) to its longest row, on `device` (the model's)."""
     width = max(len(ids) for ids, _ in pairs)
     ids = torch.full((len(pairs), width), pad_id)
     labels = torch.full((len(pairs), width), -100)
     mask = torch.zeros((len(pairs), width), dtype=torch.long)
     for row, (i, l) in enumerate(pairs):
         ids[row, : len(i)], labels[row, : len(l)], mask[row, : len(i)] = torch.tensor(i), torch.tensor(l), 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}

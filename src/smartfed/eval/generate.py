@@ -17,7 +17,7 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, ba
     outputs: list[str] = [""] * len(texts)
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
         idx = order[start : start + batch_size]
-        batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(next(model.parameters()).device)
         out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
         for row, i in enumerate(idx):
             outputs[i] = tokenizer.decode(out[row, batch["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -28,10 +28,10 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, ba
 def heldout_loss(model, tokenizer, examples: list[Example], max_length: int = 384, batch_size: int = 8, desc: str = "loss") -> float:
     """Mean NLL per reference-answer token (teacher forced), over all of `examples`."""
     model.eval()
-    total, count = 0.0, 0
+    total, count, device = 0.0, 0, next(model.parameters()).device
     pairs = [encode_for_training(tokenizer, e, max_length) for e in examples]
     for start in tqdm(range(0, len(pairs), batch_size), desc=desc, unit="batch", leave=False):
-        batch = collate(pairs[start : start + batch_size], tokenizer.pad_token_id)
+        batch = collate(pairs[start : start + batch_size], tokenizer.pad_token_id, device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
         labels = batch["labels"][:, 1:]
         nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="sum")

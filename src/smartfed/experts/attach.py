@@ -119,7 +119,7 @@ def router_parameters(model: nn.Module) -> list[nn.Parameter]:
 def router_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     """'<matrix>.<param>' -> a detached copy of every router parameter. This is all a client sends."""
     return {
-        f"{name}.{key}": p.detach().clone()
+        f"{name}.{key}": p.detach().to("cpu", copy=True)  # what crosses the network lives on the host
         for name, layer in routed_layers(model).items()
         for key, p in layer.router.named_parameters()
     }

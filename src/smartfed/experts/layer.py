@@ -19,29 +19,32 @@ class RoutedLinear(nn.Module):
     def __init__(self, base_layer: nn.Module, experts: MatrixExperts, router: Router, top_k: int):
         super().__init__()
         self.base_layer = base_layer
-        dtype = base_layer.weight.dtype
+        place = {"device": base_layer.weight.device, "dtype": base_layer.weight.dtype}
         # Frozen experts are buffers, not parameters; non-persistent so they stay out of the model's
-        # state dict (they live in the pool file, shared), and `.to(dtype)` is a no-op for fp32 models.
-        self.register_buffer("A", experts.A.to(dtype), persistent=False)  # (M, d_in)
-        self.register_buffer("B", experts.B.to(dtype), persistent=False)  # (d_out, M)
-        self.register_buffer("scale", experts.scale.to(dtype), persistent=False)  # (M,)
-        self.router = router
+        # state dict (they live in the pool file, shared). They follow the base layer's device and
+        # dtype (`.to` is a no-op for an fp32 CPU model, which keeps sharing the memory-mapped pool).
+        self.register_buffer("A", experts.A.to(**place), persistent=False)  # (M, d_in)
+        self.register_buffer("B", experts.B.to(**place), persistent=False)  # (d_out, M)
+        self.register_buffer("scale", experts.scale.to(**place), persistent=False)  # (M,)
+        # Routers keep fp32 weights on the base layer's device (as peft keeps adapters in fp32): they
+        # see x and z in fp32 and their gate is cast back to the base dtype for the mix.
+        self.router = router.to(device=place["device"])
         self.num_experts = experts.num_experts
         self.top_k = top_k
         # EEQA importance (smartfed.quota.importance): a running sum, read once per local training.
         self.track_importance = False
-        self.register_buffer("importance_sum", torch.zeros((), dtype=torch.float32), persistent=False)
+        self.register_buffer("importance_sum", torch.zeros((), dtype=torch.float32, device=place["device"]), persistent=False)
         self.importance_count = 0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)  # (..., d_out)
         z = F.linear(x, self.A)  # (..., M)   every expert's A[i] @ x in one matmul
-        gate = self.router(x, z, self.top_k)  # (..., M) or (M,), zero outside the top-k
+        gate = self.router(x.float(), z.float(), self.top_k).to(z.dtype)  # (..., M) or (M,), zero outside the top-k
         delta = F.linear(z * (gate * self.scale), self.B)  # (..., M) -> (..., d_out)
         if self.track_importance:  # ||routed update|| / ||W0 x|| per token, summed; no host sync
             with torch.no_grad():
                 ratio = delta.norm(dim=-1) / y.norm(dim=-1).clamp_min(1e-6)  # (...,)
-                self.importance_sum += ratio.sum()
+                self.importance_sum += ratio.float().sum()
                 self.importance_count += ratio.numel()
         return y + delta
 

@@ -39,7 +39,7 @@ def _pool_provenance(pool_file: Path) -> dict[str, str]:
 
 def load_model_side(config: RunConfig) -> ModelSide:
     """The base model with the method attached; its initial trainable state is a function of run.seed."""
-    model, tokenizer = load_base_model(config.model.name)
+    model, tokenizer = load_base_model(config.model.name, config.model.dtype, config.model.device)
     pool_file = resolve_pool_file(config.pool.adapters, config.model.name, model)
     pool = ExpertPool.load(pool_file)  # memory-mapped
     method = get_method(config.run.method)

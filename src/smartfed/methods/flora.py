@@ -62,4 +62,4 @@ class FLoRA(FreshLora):
                 layer = model.get_submodule(module)
                 delta = layer.scaling["default"] * (parts["B"] @ parts["A"])  # (d_out, d_in)
                 weight = layer.get_base_layer().weight
-                weight += (delta.T if getattr(layer, "fan_in_fan_out", False) else delta).to(weight.dtype)
+                weight += (delta.T if getattr(layer, "fan_in_fan_out", False) else delta).to(weight.device, weight.dtype)

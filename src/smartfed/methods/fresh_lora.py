@@ -56,7 +56,7 @@ class FreshLora(Method):
         return f"LoRA r{config.lora.rank}"
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
-        return {name: p.detach().clone() for name, p in _trainable(model).items()}
+        return {name: p.detach().to("cpu", copy=True) for name, p in _trainable(model).items()}
 
     def load_state_dict(self, model: nn.Module, state: dict[str, torch.Tensor]) -> None:
         copy_into(_trainable(model), state, "trainable state")

@@ -41,7 +41,8 @@ def search_module_weights(
     model: nn.Module, tokenizer, examples: list[Example], batch_size: int, max_length: int, budget: int, seed: int,
 ) -> tuple[list[float], float, int]:
     """(best weights, their objective, tokens forwarded); the model is left holding the best weights."""
-    batches = [collate([encode_for_training(tokenizer, e, max_length) for e in examples[i : i + batch_size]], tokenizer.pad_token_id)
+    device = next(model.parameters()).device
+    batches = [collate([encode_for_training(tokenizer, e, max_length) for e in examples[i : i + batch_size]], tokenizer.pad_token_id, device)
                for i in range(0, len(examples), batch_size)]
     tokens = 0
 

@@ -19,9 +19,9 @@ def train_steps(model: nn.Module, tokenizer, examples: list[Example], batches: l
     model.train()
     if importance:
         start_importance(model, importance)
-    losses, tokens = [], 0
+    losses, tokens, device = [], 0, next(model.parameters()).device
     for idx in batches:
-        batch = collate([encode_for_training(tokenizer, examples[i], max_length) for i in idx], tokenizer.pad_token_id)
+        batch = collate([encode_for_training(tokenizer, examples[i], max_length) for i in idx], tokenizer.pad_token_id, device)
         tokens += int(batch["attention_mask"].sum())
         loss = model(**batch).loss
         loss.backward()

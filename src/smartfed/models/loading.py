@@ -88,15 +88,33 @@ def resolve_model_folder(spec: str) -> str:
     return str(folder)
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """`auto`: cuda if there is one, else mps, else cpu; or an explicit cpu, cuda, cuda:N, mps."""
+    if spec == "auto":
+        spec = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    if spec.split(":")[0] not in DEVICES[1:]:
+        raise SmartFedError(f"device expected one of {', '.join(DEVICES)} (or cuda:N), found {spec!r}")
+    return torch.device(spec)
+
+
 def load_base_model(
-    spec: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32
+    spec: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float32, device: str = "cpu",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """Load (model, tokenizer) with every parameter frozen and the model in eval mode.
+    """Load (model, tokenizer) with every parameter frozen and the model in eval mode, on `device`
+    (see resolve_device) in `dtype` (a torch dtype or float32 | bfloat16 | float16).
 
     `spec` is the default `smollm2-135m-instruct`, a `.gguf` file, a local folder or a hub id.
     """
+    if isinstance(dtype, str):
+        if dtype not in DTYPES:
+            raise SmartFedError(f"dtype expected one of {', '.join(DTYPES)}, found {dtype!r}")
+        dtype = DTYPES[dtype]
     folder = resolve_model_folder(spec)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(resolve_device(device))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

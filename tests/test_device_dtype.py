@@ -1,0 +1,93 @@
+"""Base models in bf16 and fp16: experts follow the base layer's dtype and device, routers keep fp32
+weights, and a run trains, aggregates and ends close to the fp32 run (tolerances stated below)."""
+
+import copy
+
+import pytest
+import torch
+
+from conftest import make_config, tiny_pool
+from smartfed import ExpertPool, attach_experts, router_state_dict
+from smartfed.experts import routed_layers
+from smartfed.fed.server import aggregate
+from smartfed.fed.simulation import run_simulation
+
+HALF = [torch.bfloat16, torch.float16]
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_experts_take_the_base_dtype_and_routers_stay_fp32(llama_adapters, dtype):
+    base, folders = llama_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    torch.manual_seed(0)
+    full = attach_experts(copy.deepcopy(base), pool, router="linear", top_k=None, init_std=0.5)  # all experts: no top-k flips
+    torch.manual_seed(0)
+    half = attach_experts(copy.deepcopy(base).to(dtype), pool, router="linear", top_k=None, init_std=0.5)
+    for layer in routed_layers(half).values():
+        assert layer.A.dtype == layer.B.dtype == layer.scale.dtype == dtype
+        assert all(p.dtype == torch.float32 for p in layer.router.parameters())
+    ids = torch.randint(0, 128, (2, 10), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        got, expected = half(input_ids=ids).logits.float(), full(input_ids=ids).logits
+    # half precision keeps ~3 significant digits; logits here are O(1)
+    torch.testing.assert_close(got, expected, rtol=0.05, atol=0.05)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_half_precision_routers_train_and_aggregate_in_fp32(llama_adapters, dtype):
+    base, folders = llama_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    model = attach_experts(copy.deepcopy(base).to(dtype), pool, router="activation", top_k=2)
+    before = router_state_dict(model)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    ids = torch.randint(0, 128, (2, 12), generator=torch.Generator().manual_seed(2))
+    for _ in range(2):
+        model(input_ids=ids, labels=ids).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    after = router_state_dict(model)
+    assert all(v.dtype == torch.float32 and v.device.type == "cpu" for v in after.values())
+    assert any(not torch.equal(after[k], before[k]) for k in after)
+    mean = aggregate([(before, 1), (after, 3)])
+    torch.testing.assert_close(mean[next(iter(mean))], (before[next(iter(mean))] + 3 * after[next(iter(mean))]) / 4)
+
+
+def test_a_bf16_run_ends_close_to_the_fp32_run(tiny_model_folder, tmp_path):
+    base = {"model.name": tiny_model_folder, "pool.adapters": tiny_pool(tiny_model_folder, tmp_path, 2), "run.out_dir": str(tmp_path),
+            "model.device": "cpu", "data.composition": "zh+math", "federation.num_clients": 3, "federation.clients_per_round": 2,
+            "federation.min_clients": 2, "federation.rounds": 2, "training.local_steps": 2, "training.batch_size": 2,
+            "training.max_length": 64, "eval.examples": 6, "training.lr": 0.05}
+    fp32 = run_simulation(make_config(base, {"run.name": "fp32"}), log=lambda *_: None)
+    bf16 = run_simulation(make_config(base, {"run.name": "bf16", "model.dtype": "bfloat16"}), log=lambda *_: None)
+    assert abs(bf16.initial_heldout_loss - fp32.initial_heldout_loss) < 0.05  # bf16: ~2-3 significant digits
+    assert abs(bf16.final_heldout_loss - fp32.final_heldout_loss) < 0.1
+
+
+def test_experts_are_placed_on_the_base_models_device(llama_adapters):
+    """On the meta device: shapes only, no memory; every expert buffer and router goes where the base layer is."""
+    base, folders = llama_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    meta = copy.deepcopy(base).to("meta")
+    attach_experts(meta, pool, router="linear")
+    for layer in routed_layers(meta).values():
+        assert layer.A.device.type == layer.B.device.type == "meta"
+        assert all(p.device.type == "meta" for p in layer.router.parameters())
+
+
+def test_device_and_dtype_keys_are_checked():
+    from smartfed.config import load_config
+    from smartfed.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="config key 'model.dtype': expected one of float32, bfloat16, float16, found 'int8'"):
+        load_config(overrides=["model.dtype=int8"])
+    with pytest.raises(ConfigError, match="config key 'model.device': expected one of auto, cpu, cuda, mps or cuda:N, found 'tpu'"):
+        load_config(overrides=["model.device=tpu"])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_cuda_bf16_run(tiny_model_folder, tmp_path):
+    base = {"model.name": tiny_model_folder, "pool.adapters": tiny_pool(tiny_model_folder, tmp_path, 2), "run.out_dir": str(tmp_path),
+            "model.device": "cuda", "model.dtype": "bfloat16", "federation.num_clients": 3, "federation.clients_per_round": 2,
+            "federation.rounds": 1, "training.local_steps": 1, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4}
+    summary = run_simulation(make_config(base, {"run.name": "cuda"}), log=lambda *_: None)
+    assert summary.final_heldout_loss == summary.final_heldout_loss
