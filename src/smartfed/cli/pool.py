@@ -28,6 +28,15 @@ def add_parser(sub) -> None:
     training_options(build_all)
     build_all.set_defaults(run=_run_build_all)
 
+    select = commands.add_parser("select", help="pick the modules of a manifest most relevant to a task, and say why")
+    select.add_argument("--manifest", required=True, help="TOML library manifest ([[module]] name, source, sha256, skills, license)")
+    select.add_argument("--task", required=True, help="a composition: its dev split's first --examples items score each module")
+    select.add_argument("-n", type=int, default=4, help="how many modules to pick")
+    select.add_argument("--examples", type=int, default=16)
+    select.add_argument("--model", default="smollm2-135m-instruct")
+    select.add_argument("--data-dir", default=None)
+    select.set_defaults(run=_run_select)
+
     inspect = commands.add_parser("inspect", help="rank, alpha, targets and base-model fit of adapter folders")
     inspect.add_argument("folders", nargs="+")
     inspect.add_argument("--model", default="smollm2-135m-instruct")
@@ -57,6 +66,20 @@ def _run_build_all(args) -> None:
     out = args.out or str(default_pool_dir(args.model or DEFAULT_MODEL))
     for folder in build_all(out, **_overrides(args)):
         print(folder)
+
+
+def _run_select(args) -> None:
+    from smartfed.eval.module_selection import score_modules
+    from smartfed.models import load_base_model
+    from smartfed.pool.sources import read_manifest
+
+    model, tokenizer = load_base_model(args.model)
+    scores = score_modules(model, tokenizer, read_manifest(args.manifest), args.task, args.examples, args.data_dir)
+    print(f"| module | picked | why |\n|---|---|---|")
+    for rank, score in enumerate(scores):
+        print(f"| {score.module.name} | {'yes' if rank < args.n else 'no'} | {score.why(args.examples, args.task)} |")
+    chosen = ", ".join(f'"{s.module.source}"' for s in scores[: args.n])
+    print(f"\n[pool]\nadapters = [{chosen}]")
 
 
 def _run_inspect(args) -> None:

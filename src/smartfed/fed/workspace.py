@@ -34,7 +34,8 @@ class ModelSide:
 def _pool_provenance(pool_file: Path) -> dict[str, str]:
     with safe_open(pool_file, framework="pt") as f:
         metadata = f.metadata() or {}
-    return {"pool_file": str(pool_file), "adapters_sha256": metadata.get("adapters_sha256", "unknown (a pool file made elsewhere)")}
+    return {"pool_file": str(pool_file), "adapters_sha256": metadata.get("adapters_sha256", "unknown (a pool file made elsewhere)"),
+            "adapter_sources": metadata.get("adapter_sources", "[]")}  # hub sources with the commit each resolved to
 
 
 def load_model_side(config: RunConfig) -> ModelSide:

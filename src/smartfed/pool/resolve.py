@@ -6,6 +6,7 @@ command that builds it.
 """
 
 import hashlib
+import json
 from pathlib import Path
 
 from torch import nn
@@ -13,6 +14,7 @@ from torch import nn
 from smartfed.errors import AdapterError
 from smartfed.models import cache_dir
 from smartfed.pool.expert_pool import ExpertPool
+from smartfed.pool.sources import fetch_adapter
 
 DEFAULT_SKILLS = ("zh", "math", "code", "instruct")  # the default pool: one module per skill
 
@@ -52,14 +54,15 @@ def adapters_digest(folders: list[Path]) -> str:
 
 
 def resolve_pool_file(adapters: tuple[str, ...], model_name: str, model: nn.Module) -> Path:
-    """The pool as one safetensors file: given, or decomposed from adapter folders and cached under the
-    content hash of their configs and weights (another folder of the same name, or an edited alpha,
-    makes a new pool file; the hash is also kept in the file's metadata)."""
+    """The pool as one safetensors file: given, or decomposed from adapters (folders or `hf:` sources)
+    and cached under the content hash of their configs and weights (another folder of the same name,
+    or an edited alpha, makes a new pool file; the hash and the sources are kept in its metadata)."""
     if len(adapters) == 1 and adapters[0].endswith(".safetensors"):
         if not Path(adapters[0]).is_file():
             raise AdapterError(f"pool file {adapters[0]}: not found")
         return Path(adapters[0])
-    folders = [Path(p) for p in adapters] if adapters else default_pool_folders(model_name)
+    fetched = [fetch_adapter(a) for a in adapters]
+    folders = [f.folder for f in fetched] if adapters else default_pool_folders(model_name)
     for folder in folders:
         try:
             if not folder.resolve(strict=True).is_dir():
@@ -67,8 +70,10 @@ def resolve_pool_file(adapters: tuple[str, ...], model_name: str, model: nn.Modu
         except (OSError, RuntimeError) as err:  # missing, or a symlink loop
             raise AdapterError(f"adapter folder {folder}: not found ({type(err).__name__}: {err})") from None
     digest = adapters_digest(folders)
-    root = folders[0].parent if adapters else default_pool_dir(model_name)
+    local = all(f.revision is None for f in fetched)
+    root = folders[0].parent if adapters and local else default_pool_dir(model_name)
     pool_file = root / f"pool-{digest[:20]}.safetensors"
     if not pool_file.is_file():
-        ExpertPool.from_adapters(folders, model).save(pool_file, {"adapters_sha256": digest})
+        sources = json.dumps([{"source": f.source, "revision": f.revision} for f in fetched])
+        ExpertPool.from_adapters(folders, model).save(pool_file, {"adapters_sha256": digest, "adapter_sources": sources})
     return pool_file
