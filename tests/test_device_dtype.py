@@ -91,3 +91,22 @@ def test_a_cuda_bf16_run(tiny_model_folder, tmp_path):
             "federation.rounds": 1, "training.local_steps": 1, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4}
     summary = run_simulation(make_config(base, {"run.name": "cuda"}), log=lambda *_: None)
     assert summary.final_heldout_loss == summary.final_heldout_loss
+
+
+def test_memory_estimate_by_hand(llama_adapters):
+    """Bytes from shapes: base at 4/2/0.5625 bytes a linear parameter, experts in the base dtype, 16 bytes a trained parameter."""
+    from smartfed.metrics.memory import memory_rows
+
+    base, folders = llama_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    rows = {r.dtype: r for r in memory_rows(copy.deepcopy(base).to("meta"), pool, "linear", 8)}
+    params = sum(p.numel() for p in base.parameters())
+    linear = sum(m.weight.numel() for m in base.modules() if isinstance(m, torch.nn.Linear))
+    experts = sum(m.num_experts * (m.d_in + m.d_out + 1) for m in pool.matrices.values())
+    routers = sum(m.num_experts * m.d_in for m in pool.matrices.values())
+    lora = sum(8 * (m.d_in + m.d_out) for m in pool.matrices.values())
+    assert rows["float32"].base == 4 * params and rows["bfloat16"].base == 2 * params
+    assert rows["4bit"].base == pytest.approx(linear * 0.5625 + (params - linear) * 2)
+    assert rows["float32"].experts == 4 * experts and rows["4bit"].experts == 2 * experts
+    assert rows["float32"].routers == 16 * routers and rows["float32"].lora == 16 * lora
+    assert rows["bfloat16"].fedit == 2 * params + 16 * lora

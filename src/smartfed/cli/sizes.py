@@ -8,13 +8,25 @@ def add_parser(sub) -> None:
     p.add_argument("--modules", type=int, default=4, help="shape-only pool: number of LoRA modules")
     p.add_argument("--rank", type=int, default=8, help="shape-only pool: rank of each module, and of the LoRA compared")
     p.add_argument("--no-llama2-7b", action="store_true", help="skip the table from LLaMA-2-7B's published shapes")
+    p.add_argument("--memory", choices=("llama2-7b", "qwen2-7b"), help="only the per-client memory estimate of a 7B model "
+                   "(published shapes on the meta device) for fp32, bf16 and 4-bit bases, next to FedIT's")
+    p.add_argument("--router", default="linear", help="--memory: the router kind")
     p.set_defaults(run=run)
 
 
 def run(args) -> None:
     from smartfed.metrics.sizes import (
-        LLAMA2_7B, format_size_table, meta_model, router_sizes, shape_only_pool, upload_bytes,
+        LLAMA2_7B, QWEN2_7B, format_size_table, meta_model, router_sizes, shape_only_pool, upload_bytes,
     )
+
+    if args.memory:
+        from smartfed.metrics.memory import format_memory_table, memory_rows
+
+        big = meta_model({"llama2-7b": LLAMA2_7B, "qwen2-7b": QWEN2_7B}[args.memory])
+        pool = shape_only_pool(big, args.modules, args.rank)
+        title = f"{args.memory} (published shapes, no weights), {args.modules} modules of rank {args.rank} on all linear types"
+        print(format_memory_table(memory_rows(big, pool, args.router, args.rank), title, args.router, args.rank))
+        return
     from smartfed.models import load_base_model
     from smartfed.pool import ExpertPool
     from smartfed.routers import ROUTER_KINDS

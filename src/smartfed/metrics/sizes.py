@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 import torch
 from safetensors.torch import save
 from torch import nn
-from transformers import AutoModelForCausalLM, LlamaConfig
+from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
 from smartfed.experts import attach_experts, detach_experts, routed_layers, router_state_dict
 from smartfed.models.families import LLAMA_LINEAR_TYPES
@@ -18,6 +18,11 @@ from smartfed.pool.adapter import LoraAdapter, LoraMatrix, linear_shape
 from smartfed.pool.expert_pool import ExpertPool
 
 # Published LLaMA-2-7B shapes (Touvron et al. 2023, Table 1 / the released config.json).
+# Published Qwen2-7B shapes (Yang et al. 2024, the released config.json): grouped-query attention, 4 KV heads.
+QWEN2_7B = Qwen2Config(
+    hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
+    vocab_size=152064, tie_word_embeddings=False,
+)
 LLAMA2_7B = LlamaConfig(
     hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
     num_key_value_heads=32, vocab_size=32000,
