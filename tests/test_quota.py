@@ -80,3 +80,35 @@ def test_bad_inputs():
 def test_smoothing():
     assert smooth_scores(None, {"a": 1.0}, 0.5) == {"a": 1.0}
     assert smooth_scores({"a": 1.0}, {"a": 3.0}, 0.25) == {"a": 2.5}
+
+
+def test_relative_norm_importance_averages_over_real_tokens_only(llama_adapters):
+    """Right padding leaves the real tokens' activations unchanged (causal attention), so the importance of a
+    padded batch must equal the token-weighted importance of its rows run one by one without padding."""
+    import copy
+
+    import torch
+
+    from smartfed import ExpertPool, attach_experts
+    from smartfed.quota.importance import read_importance, real_tokens, start_importance
+
+    base, folders = llama_adapters
+    model = attach_experts(copy.deepcopy(base), ExpertPool.from_adapters(folders, base), router="linear", top_k=2, init_std=0.5)
+    rows = [torch.randint(1, 128, (n,), generator=torch.Generator().manual_seed(n)) for n in (9, 4)]
+    ids = torch.zeros(2, 9, dtype=torch.long)
+    mask = torch.zeros(2, 9, dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, : len(row)], mask[r, : len(row)] = row, 1
+    with torch.no_grad():
+        start_importance(model, "relative_norm")
+        with real_tokens(model, mask):
+            model(input_ids=ids, attention_mask=mask)
+        padded = read_importance(model)
+        sums = {}
+        for row in rows:
+            start_importance(model, "relative_norm")
+            model(input_ids=row[None])
+            for name, value in read_importance(model).items():
+                sums[name] = sums.get(name, 0.0) + value * len(row)
+    expected = {name: s / sum(len(r) for r in rows) for name, s in sums.items()}
+    assert padded == pytest.approx(expected, rel=1e-4)

@@ -26,6 +26,8 @@ class RoutedLinear(nn.Module):
         self.register_buffer("A", experts.A.to(**place), persistent=False)  # (M, d_in)
         self.register_buffer("B", experts.B.to(**place), persistent=False)  # (d_out, M)
         self.register_buffer("scale", experts.scale.to(**place), persistent=False)  # (M,)
+        # What forward uses: the frozen per-expert scale folded into B once, at attach (one multiply less per token).
+        self.register_buffer("scaled_B", self.B * self.scale, persistent=False)  # (d_out, M)
         # Routers keep fp32 weights on the base layer's device (as peft keeps adapters in fp32): they
         # see x and z in fp32 and their gate is cast back to the base dtype for the mix.
         self.router = router.to(device=place["device"])
@@ -33,19 +35,21 @@ class RoutedLinear(nn.Module):
         self.top_k = top_k
         # EEQA importance (smartfed.quota.importance): a running sum, read once per local training.
         self.track_importance = False
+        self.token_mask: torch.Tensor | None = None  # (batch, seq) real tokens, set while importance is measured
         self.register_buffer("importance_sum", torch.zeros((), dtype=torch.float32, device=place["device"]), persistent=False)
-        self.importance_count = 0
+        self.register_buffer("importance_count", torch.zeros((), dtype=torch.float32, device=place["device"]), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)  # (..., d_out)
         z = F.linear(x, self.A)  # (..., M)   every expert's A[i] @ x in one matmul
         gate = self.router(x.float(), z.float(), self.top_k).to(z.dtype)  # (..., M) or (M,), zero outside the top-k
-        delta = F.linear(z * (gate * self.scale), self.B)  # (..., M) -> (..., d_out)
-        if self.track_importance:  # ||routed update|| / ||W0 x|| per token, summed; no host sync
+        delta = F.linear(z * gate, self.scaled_B)  # (..., M) -> (..., d_out)
+        if self.track_importance:  # ||routed update|| / ||W0 x|| per real token, summed; no host sync
             with torch.no_grad():
-                ratio = delta.norm(dim=-1) / y.norm(dim=-1).clamp_min(1e-6)  # (...,)
-                self.importance_sum += ratio.float().sum()
-                self.importance_count += ratio.numel()
+                ratio = (delta.norm(dim=-1) / y.norm(dim=-1).clamp_min(1e-6)).float()  # (...,)
+                real = self.token_mask if self.token_mask is not None and self.token_mask.shape == ratio.shape else torch.ones_like(ratio)
+                self.importance_sum += (ratio * real).sum()
+                self.importance_count += real.sum()
         return y + delta
 
     def extra_repr(self) -> str:

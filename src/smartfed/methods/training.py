@@ -7,7 +7,7 @@ from torch import nn
 from smartfed.data import Example
 from smartfed.data.tokenize import collate, encode_for_training
 from smartfed.methods.base import LocalWork
-from smartfed.quota.importance import read_importance, record_gradients, start_importance
+from smartfed.quota.importance import read_importance, real_tokens, record_gradients, start_importance
 
 
 def train_steps(model: nn.Module, tokenizer, examples: list[Example], batches: list[list[int]], lr: float, max_length: int,
@@ -23,7 +23,8 @@ def train_steps(model: nn.Module, tokenizer, examples: list[Example], batches: l
     for idx in batches:
         batch = collate([encode_for_training(tokenizer, examples[i], max_length) for i in idx], tokenizer.pad_token_id, device)
         tokens += int(batch["attention_mask"].sum())
-        loss = model(**batch).loss
+        with real_tokens(model, batch["attention_mask"]):
+            loss = model(**batch).loss
         loss.backward()
         if importance == "grad_norm":
             record_gradients(model)

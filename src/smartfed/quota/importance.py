@@ -1,11 +1,13 @@
 """How much each adapted matrix matters, measured on the client during local training at no extra
 forward pass (SPEC section 2).
 
-relative_norm (default): mean over tokens of ||routed update|| / ||W0 x||, accumulated inside the
+relative_norm (default): mean over real (non-padding) tokens of ||routed update|| / ||W0 x||, accumulated inside the
     routed layer's forward (no host sync; read once at the end of local training).
 grad_norm: mean over steps of the norm of the gradient of the matrix's router parameters, read
     after each backward.
 """
+
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -21,7 +23,21 @@ def start_importance(model: nn.Module, kind: str) -> None:
     for layer in routed_layers(model).values():
         layer.track_importance = kind == "relative_norm"
         layer.importance_sum.zero_()
-        layer.importance_count = 0
+        layer.importance_count.zero_()
+
+
+@contextmanager
+def real_tokens(model: nn.Module, attention_mask: torch.Tensor):
+    """While a batch runs: relative_norm importance averages over its real tokens only, not its padding."""
+    layers = routed_layers(model).values()
+    mask = attention_mask.to(dtype=torch.float32)
+    for layer in layers:
+        layer.token_mask = mask
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.token_mask = None
 
 
 def record_gradients(model: nn.Module) -> None:
@@ -39,5 +55,5 @@ def read_importance(model: nn.Module) -> dict[str, float]:
     layers = routed_layers(model)
     for layer in layers.values():
         layer.track_importance = False
-    values = torch.stack([layer.importance_sum / max(layer.importance_count, 1) for layer in layers.values()]).tolist()
+    values = torch.stack([layer.importance_sum / layer.importance_count.clamp_min(1) for layer in layers.values()]).tolist()
     return dict(zip(layers, values))
