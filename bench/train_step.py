@@ -37,7 +37,8 @@ from smartfed.routers import ROUTER_KINDS, topk_softmax
 
 BATCH, SEQ, RANK, MODULES, TOP_K = 4, 256, 8, 4, 2
 MMAP_THRESHOLD = "65536"
-VARIANTS = ("bare", "lora-r8", *(f"smartfed-{k}" for k in ROUTER_KINDS), "naive-loop")
+VARIANTS = ("bare", "lora-r8", *(f"smartfed-{k}" for k in ROUTER_KINDS if k != "module-arrow"), "naive-loop")  # module-arrow trains nothing
+PLACE = {"device": "cpu", "dtype": "float32"}  # --device, --dtype
 
 
 def random_adapters(model) -> list[Path]:
@@ -57,7 +58,7 @@ class NaiveLoopLinear(RoutedLinear):
 
     def forward(self, x):
         y = self.base_layer(x)
-        gate = topk_softmax(self.router.logits(x, None), self.top_k)  # (..., M)
+        gate = topk_softmax(self.router.logits(x.float(), None), self.top_k).to(x.dtype)  # (..., M)
         for i in range(self.num_experts):
             y = y + (gate[..., i : i + 1] * self.scale[i]) * (x @ self.A[i]).unsqueeze(-1) * self.B[:, i]
         return y
@@ -90,11 +91,16 @@ def train_step(model, params, optimizer, ids) -> None:
 
 
 def load():
-    model, _ = load_base_model()
+    model, _ = load_base_model(dtype=PLACE["dtype"], device=PLACE["device"])
     model.train()
     pool = ExpertPool.from_adapters(random_adapters(model), model)
     ids = torch.randint(0, model.config.vocab_size, (BATCH, SEQ), generator=torch.Generator().manual_seed(0))
-    return model, pool, ids
+    return model, pool, ids.to(model.device)
+
+
+def _sync(model) -> None:
+    if model.device.type == "cuda":
+        torch.cuda.synchronize()  # a sync point, for timing only
 
 
 def time_variants(rounds: int, steps: int) -> dict[str, float]:
@@ -106,8 +112,10 @@ def time_variants(rounds: int, steps: int) -> dict[str, float]:
             optimizer = torch.optim.AdamW(params, lr=1e-3) if params else None
             train_step(m, params, optimizer, ids)  # warm-up
             for _ in range(1 if variant == "naive-loop" else steps):
+                _sync(model)
                 start = time.perf_counter()
                 train_step(m, params, optimizer, ids)
+                _sync(model)
                 times[variant].append(time.perf_counter() - start)
             teardown()
             print(f"round {r + 1}/{rounds} {variant:20s} {statistics.median(times[variant][-steps:]):.3f} s/step", file=sys.stderr)
@@ -126,6 +134,13 @@ def memory_of(variant: str, steps: int) -> None:
     model, pool, ids = load()
     m, params, _ = setup(variant, model, pool)
     optimizer = torch.optim.AdamW(params, lr=1e-3) if params else None
+    if model.device.type == "cuda":  # peak GPU memory the steps add
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        for _ in range(steps):
+            train_step(m, params, optimizer, ids)
+        print(json.dumps({"variant": variant, "peak_mb": (torch.cuda.max_memory_allocated() - before) / 2**20}))
+        return
     before = _status_kb("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     for _ in range(steps):
@@ -138,7 +153,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps (GPU memory: peak allocated by the steps)")
+    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (the base model's)")
     args = parser.parse_args()
+    PLACE.update(device=args.device, dtype=args.dtype)
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") != MMAP_THRESHOLD:  # must be set before the process starts
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD})
     if args.memory_of:
@@ -147,14 +165,15 @@ def main() -> None:
     load()  # build and cache the random adapters once, before any timing
     peaks = {}
     for variant in VARIANTS:
-        out = subprocess.run([sys.executable, __file__, "--memory-of", variant], check=True, capture_output=True, text=True, env=os.environ)
+        out = subprocess.run([sys.executable, __file__, "--memory-of", variant, "--device", args.device, "--dtype", args.dtype],
+                             check=True, capture_output=True, text=True, env=os.environ)
         peaks[variant] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
         print(f"memory {variant:20s} {peaks[variant]:.0f} MB", file=sys.stderr)
     samples = time_variants(args.rounds, args.steps)
     times = {v: statistics.median(t) for v, t in samples.items()}
     fastest = {v: min(t) for v, t in samples.items()}
 
-    print(f"Train step, SmolLM2-135M fp32, batch {BATCH} x {SEQ} tokens, pool {MODULES} x r{RANK} on 7 linear types "
+    print(f"Train step, SmolLM2-135M {args.dtype} on {args.device}, batch {BATCH} x {SEQ} tokens, pool {MODULES} x r{RANK} on 7 linear types "
           f"(M_j={MODULES * RANK}, top-{TOP_K}), torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{args.rounds} rounds x {args.steps} steps, interleaved\n")
     print("| variant | median s/step | vs bare | vs LoRA r8 | fastest s/step | vs bare | vs LoRA r8 | peak step memory (MB) | vs LoRA r8 |")

@@ -110,3 +110,22 @@ def test_memory_estimate_by_hand(llama_adapters):
     assert rows["float32"].experts == 4 * experts and rows["4bit"].experts == 2 * experts
     assert rows["float32"].routers == 16 * routers and rows["float32"].lora == 16 * lora
     assert rows["bfloat16"].fedit == 2 * params + 16 * lora
+
+
+@pytest.mark.parametrize("method", ["smartfed", "fedit"])
+def test_gradient_checkpointing_gives_the_same_run(tiny_model_folder, tmp_path, method):
+    from safetensors.torch import load_file
+
+    base = {"model.name": tiny_model_folder, "pool.adapters": tiny_pool(tiny_model_folder, tmp_path, 2), "run.out_dir": str(tmp_path),
+            "run.method": method, "model.device": "cpu", "federation.num_clients": 2, "federation.clients_per_round": 2,
+            "federation.rounds": 1, "training.local_steps": 2, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4}
+    plain = make_config(base, {"run.name": "plain"})
+    again = make_config(base, {"run.name": "checkpointed", "training.gradient_checkpointing": True})
+    for config in (plain, again):
+        run_simulation(config, log=lambda *_: None)
+    from smartfed.fed.workspace import load_model_side
+
+    model = load_model_side(again).model
+    assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())  # really on
+    a, b = (load_file(c.run_dir / "checkpoints" / "round-0001.safetensors") for c in (plain, again))
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7) for k in a)

@@ -102,6 +102,7 @@ class TrainingSection(Section):
     batch_size: int = Field(4, ge=1, description="examples per local step")
     max_length: int = Field(256, ge=1, description="tokens per example (prompt + answer)")
     lr: float = Field(5e-3, gt=0, lt=1, description="learning rate (AdamW) of what clients train")
+    gradient_checkpointing: bool = Field(False, description="recompute the base model's activations in backward: less memory, more compute")
 
 
 class EvalSection(Section):

@@ -46,6 +46,8 @@ def load_model_side(config: RunConfig) -> ModelSide:
     method = get_method(config.run.method)
     torch.manual_seed(config.run.seed)
     model = method.attach(model, pool, config)
+    if config.training.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return ModelSide(model, tokenizer, pool_file if method.ships_pool else None, _pool_provenance(pool_file))
 
 
