@@ -213,7 +213,7 @@ def test_faulty_clients_are_dropped_and_the_round_goes_on(fed_config):
 
 
 def test_report_table_and_plots(fed_config, tmp_path):
-    from smartfed.report.runs import write_report
+    from smartfed.report.write import write_report
 
     configs = [make_config(fed_config, {"run.name": f"report-{n}", "eeqa.enabled": n == "eeqa", "federation.rounds": 2})
                for n in ("eeqa", "topk")]

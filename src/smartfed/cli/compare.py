@@ -18,7 +18,7 @@ def run(args) -> None:
 
     from smartfed.compare import METHOD_RUNS, comparison_configs, run_comparison
     from smartfed.errors import ConfigError
-    from smartfed.report.runs import write_report
+    from smartfed.report.write import write_report
 
     if args.list:
         print("\n".join(f"{name}: {keys}" for name, keys in METHOD_RUNS.items()))

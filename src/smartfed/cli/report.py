@@ -11,6 +11,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> None:
-    from smartfed.report.runs import write_report
+    from smartfed.report.write import write_report
 
     print(write_report([Path(r) for r in args.runs], Path(args.out)))

@@ -25,16 +25,23 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, ba
 
 
 @torch.no_grad()
-def heldout_loss(model, tokenizer, examples: list[Example], max_length: int = 384, batch_size: int = 8, desc: str = "loss") -> float:
-    """Mean NLL per reference-answer token (teacher forced), over all of `examples`."""
+def item_losses(model, tokenizer, examples: list[Example], max_length: int = 384, batch_size: int = 8,
+                desc: str = "loss") -> list[tuple[float, int]]:
+    """(summed NLL, answer tokens) of each example, teacher forced: what per-item statistics need."""
     model.eval()
-    total, count, device = 0.0, 0, next(model.parameters()).device
+    out, device = [], next(model.parameters()).device
     pairs = [encode_for_training(tokenizer, e, max_length) for e in examples]
     for start in tqdm(range(0, len(pairs), batch_size), desc=desc, unit="batch", leave=False):
         batch = collate(pairs[start : start + batch_size], tokenizer.pad_token_id, device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
         labels = batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="sum")
-        total += nll.item()  # sync point, once per batch
-        count += int((labels != -100).sum())
-    return total / max(count, 1)
+        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (B, T)
+        rows = torch.stack([nll.sum(-1), (labels != -100).sum(-1).to(nll.dtype)], dim=-1).tolist()  # sync point, once per batch
+        out += [(total, int(count)) for total, count in rows]
+    return out
+
+
+def heldout_loss(model, tokenizer, examples: list[Example], max_length: int = 384, batch_size: int = 8, desc: str = "loss") -> float:
+    """Mean NLL per reference-answer token (teacher forced), over all of `examples`."""
+    items = item_losses(model, tokenizer, examples, max_length, batch_size, desc)
+    return sum(t for t, _ in items) / max(sum(n for _, n in items), 1)

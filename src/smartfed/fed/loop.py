@@ -10,7 +10,7 @@ import time
 
 from smartfed.config import RunConfig
 from smartfed.errors import RunFailed, SmartFedError
-from smartfed.eval.generate import heldout_loss
+from smartfed.eval.generate import item_losses
 from smartfed.experts import get_quotas, routed_layers, set_quotas
 from smartfed.fed.exchange import ClientReply, ClientRequest, Exchange
 from smartfed.fed.population import FoldingModel, OwnModels, SharedModel, make_population
@@ -120,22 +120,25 @@ def accept_reply(reply: ClientReply, reference: dict, needs_importance: bool, qu
     return state
 
 
-def evaluate(method: Method, side: ModelSide, heldout: list, models: list) -> list[float]:
-    """Held-out loss of each (state, quotas); a state shared by several entries is scored once."""
-    cache: dict[tuple, float] = {}
+def evaluate(method: Method, side: ModelSide, heldout: list, models: list) -> list[list[tuple[float, int]]]:
+    """Per-item (summed NLL, tokens) of each (state, quotas); a state shared by several entries is scored once."""
+    cache: dict[tuple, list] = {}
     for state, quotas in models:
         key = (id(state), tuple(sorted(quotas.items())))
         if key not in cache:
             method.load_state_dict(side.model, state)
             set_quotas(side.model, quotas)
-            cache[key] = heldout_loss(side.model, side.tokenizer, heldout, max_length=384, desc="held-out loss")
+            cache[key] = item_losses(side.model, side.tokenizer, heldout, max_length=384, desc="held-out loss")
     return [cache[(id(s), tuple(sorted(q.items())))] for s, q in models]
 
 
-def _set_heldout(record: RoundRecord, population: Population, losses: list[float]) -> None:
+def _set_heldout(record: RoundRecord, population: Population, per_model: list[list[tuple[float, int]]]) -> None:
+    losses = [sum(t for t, _ in items) / max(sum(n for _, n in items), 1) for items in per_model]
     record.heldout_loss = sum(losses) / len(losses)
     if isinstance(population, OwnModels):  # each client's own model
         record.heldout_loss_per_client = losses
+    else:
+        record.heldout_items = per_model[0]
 
 
 ROUND_HEADER = "| round | clients ok | train loss | held-out loss | MB up | MB down | wall s |\n|---:|---:|---:|---:|---:|---:|---:|"

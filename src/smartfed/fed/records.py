@@ -44,6 +44,7 @@ class RoundRecord(Record):
     energy_radio_j: float = 0.0
     heldout_loss: float | None = None
     heldout_loss_per_client: list[float] | None = None  # runs whose clients keep their own models
+    heldout_items: list[tuple[float, int]] | None = None  # (summed NLL, answer tokens) per item: for confidence intervals
     wall_s: float = 0.0
 
 

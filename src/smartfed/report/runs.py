@@ -1,8 +1,9 @@
 """`smartfed report`: the comparison table, ratios against FedIT computed from the runs, and PNG
 plots (held-out loss per round, loss vs bytes sent, score vs data fraction, EEQA quota heatmaps)."""
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +15,6 @@ import numpy as np  # noqa: E402
 from smartfed.config import RunConfig  # noqa: E402
 from smartfed.fed.records import RoundRecord, Summary  # noqa: E402
 from smartfed.fed.run_folder import RunFolder  # noqa: E402
-from smartfed.io import atomic_write_text  # noqa: E402
 from smartfed.methods import Method, get_method  # noqa: E402
 
 
@@ -24,12 +24,22 @@ class RunResult:
     config: RunConfig
     metrics: list[RoundRecord]
     summary: Summary
+    score_items: dict[str, list[float]] = field(default_factory=dict)  # suite -> 1.0 / 0.0 per item, in order
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunResult":
         run = RunFolder(run_dir)
         summary = run.summary()
-        return cls(Path(run_dir).name, run.config(), run.metrics(), summary)
+        scores_file = Path(run_dir) / "scores.json"
+        suites = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
+        suites = suites.get("suites", suites)  # scores.json of smartfed 0.1 held the suites at the top
+        items = {s: [float(i["correct"]) for i in r.get("items", [])] for s, r in suites.items() if isinstance(r, dict)}
+        return cls(Path(run_dir).name, run.config(), run.metrics(), summary, items)
+
+    @property
+    def loss_items(self) -> list[tuple[float, int]] | None:
+        """(summed NLL, tokens) per held-out item at the last evaluated round, if the run recorded them."""
+        return next((m.heldout_items for m in reversed(self.metrics) if m.heldout_loss is not None), None)
 
     @property
     def method(self) -> Method:
@@ -60,6 +70,16 @@ class RunResult:
     def rounds_to_reach(self, target: float) -> int | None:
         """First round whose held-out loss is <= target; None if no evaluated round gets there."""
         return next((r for r, loss in self.losses if r > 0 and loss <= target), None)
+
+
+def settings(results: list[RunResult]) -> dict[str, list[RunResult]]:
+    """Label -> the runs of one setting (runs that differ only in name and seed), by seed; the label is the
+    shortest run name of the setting."""
+    groups: dict[str, list[RunResult]] = {}
+    for r in results:
+        same = {k: v for k, v in r.config.flat().items() if k not in ("run.name", "run.seed")}
+        groups.setdefault(repr(sorted(same.items(), key=str)), []).append(r)
+    return {min((r.name for r in runs), key=len): sorted(runs, key=lambda r: r.config.run.seed) for runs in groups.values()}
 
 
 def fedit_of(result: RunResult, results: list[RunResult]) -> RunResult | None:
@@ -127,9 +147,14 @@ def _legend_and_grid(ax) -> None:
 
 
 def loss_plot(results: list[RunResult], out: Path) -> Path:
+    """Held-out loss per round; a setting run with several seeds is its mean with a band from min to max."""
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    for i, r in enumerate(results):
-        ax.plot(*zip(*r.losses), **_style(r, i))
+    for i, (label, runs) in enumerate(settings(results).items()):
+        rounds = sorted(set.intersection(*(set(dict(r.losses)) for r in runs)))
+        values = np.array([[dict(r.losses)[rd] for rd in rounds] for r in runs])  # (seeds, rounds)
+        ax.plot(rounds, values.mean(0), **(_style(runs[0], i) | {"label": label + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")}))
+        if len(runs) > 1:
+            ax.fill_between(rounds, values.min(0), values.max(0), color=plt.cm.tab20(i % 20), alpha=0.2)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("round")
     ax.set_ylabel("held-out loss (NLL per answer token)")
@@ -221,19 +246,3 @@ def _save(fig, out: Path) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
-
-
-def write_report(run_dirs: list[Path], out_dir: Path) -> str:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results = [RunResult.read(Path(d)) for d in run_dirs]
-    ratios = ratio_table(results)
-    plots = [loss_plot(results, out_dir / "heldout_loss.png"), bytes_plot(results, out_dir / "loss_vs_bytes.png"),
-             fraction_plot(results, out_dir / "data_fraction.png")]
-    plots += [quota_heatmap(Path(d), out_dir / f"quotas-{r.name}.png") for d, r in zip(run_dirs, results)
-              if r.method.uses_eeqa(r.config) and r.method.federated]  # clients of `local` each keep their own quotas
-    text = summary_table(results) + "\n"
-    if ratios.count("\n") > 1:
-        text += "\nAgainst FedIT on the same data (computed from the runs above):\n\n" + ratios + "\n"
-    text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots if p) + "\n"
-    atomic_write_text(out_dir / "report.md", text)
-    return text

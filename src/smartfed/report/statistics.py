@@ -1,0 +1,60 @@
+"""The statistics table: per setting (runs that differ only in name and seed), the mean over seeds and
+items with a 95% bootstrap interval, and a paired comparison with the reference method (FedIT) on the
+same seeds and items (report/stats.py)."""
+
+import numpy as np
+
+from smartfed.report.runs import RunResult, settings
+from smartfed.report.stats import interval, paired
+
+
+def _loss_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
+    items = [r.loss_items for r in runs]
+    if any(i is None for i in items) or len({len(i) for i in items}) != 1:
+        return None
+    cells = np.array(items, dtype=float)  # (seeds, items, 2)
+    return cells[..., 0], cells[..., 1]
+
+
+def _score_cells(runs: list[RunResult], suite: str) -> tuple[np.ndarray, np.ndarray] | None:
+    items = [r.score_items.get(suite) for r in runs]
+    if any(not i for i in items) or len({len(i) for i in items}) != 1:
+        return None
+    values = np.array(items, dtype=float)
+    return values, np.ones_like(values)
+
+
+def _ci(cells, scale: float = 1.0, spec: str = ".4f") -> str:
+    if cells is None:
+        return "-"
+    estimate, low, high = interval(*cells)
+    return f"{scale * estimate:{spec}} [{scale * low:{spec}}, {scale * high:{spec}}]"
+
+
+def _versus(cells, reference_cells, same_seeds: bool, scale: float = 1.0, spec: str = "+.4f") -> str:
+    if cells is None or reference_cells is None or not same_seeds or cells[0].shape != reference_cells[0].shape:
+        return "-"
+    estimate, low, high, p = paired(cells, reference_cells)
+    return f"{scale * estimate:{spec}} [{scale * low:{spec}}, {scale * high:{spec}}], p={p:.3f}"
+
+
+def statistics_table(results: list[RunResult]) -> str | None:
+    """Markdown, or None when no run recorded per-item losses or scores."""
+    groups = settings(results)
+    suites = list(dict.fromkeys(s for r in results for s in r.score_items))
+    if not any(_loss_cells(runs) for runs in groups.values()) and not suites:
+        return None
+    reference = next((runs for runs in groups.values() if runs[0].method.is_reference), None)
+    ref_seeds = [r.config.run.seed for r in reference] if reference else []
+    lines = ["| setting | seeds | held-out loss [95% CI] | - FedIT's [95% CI], p | "
+             + " | ".join(f"{s} % [95% CI] | - FedIT's (pp), p" for s in suites) + " |",
+             "|---|---:|---|---|" + "---|---|" * len(suites)]
+    for label, runs in groups.items():
+        same = [r.config.run.seed for r in runs] == ref_seeds
+        loss = _loss_cells(runs)
+        cells = [label, str(len(runs)), _ci(loss), _versus(loss, _loss_cells(reference) if reference else None, same)]
+        for suite in suites:
+            score = _score_cells(runs, suite)
+            cells += [_ci(score, 100, ".1f"), _versus(score, _score_cells(reference, suite) if reference else None, same, 100, "+.1f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,27 @@
+"""report.md and its plots from run folders."""
+
+from pathlib import Path
+
+from smartfed.io import atomic_write_text
+from smartfed.report.runs import RunResult, bytes_plot, fraction_plot, loss_plot, quota_heatmap, ratio_table, summary_table
+from smartfed.report.statistics import statistics_table
+
+
+def write_report(run_dirs: list[Path], out_dir: Path) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = [RunResult.read(Path(d)) for d in run_dirs]
+    ratios = ratio_table(results)
+    plots = [loss_plot(results, out_dir / "heldout_loss.png"), bytes_plot(results, out_dir / "loss_vs_bytes.png"),
+             fraction_plot(results, out_dir / "data_fraction.png")]
+    plots += [quota_heatmap(Path(d), out_dir / f"quotas-{r.name}.png") for d, r in zip(run_dirs, results)
+              if r.method.uses_eeqa(r.config) and r.method.federated]  # clients of `local` each keep their own quotas
+    text = summary_table(results) + "\n"
+    if ratios.count("\n") > 1:
+        text += "\nAgainst FedIT on the same data (computed from the runs above):\n\n" + ratios + "\n"
+    stats = statistics_table(results)
+    if stats:
+        text += ("\nMean over seeds and items with a 95% bootstrap interval (seeds and items resampled together), and the "
+                 "paired difference with FedIT on the same seeds and items:\n\n" + stats + "\n")
+    text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots if p) + "\n"
+    atomic_write_text(out_dir / "report.md", text)
+    return text

@@ -1,0 +1,66 @@
+"""Bootstrap intervals and paired tests against a plain loop, and the statistics table on runs built by hand."""
+
+import numpy as np
+import pytest
+
+from smartfed.config import load_config
+from smartfed.fed.records import ClientRecord, RoundRecord, Summary
+from smartfed.report.runs import RunResult
+from smartfed.report.statistics import statistics_table
+from smartfed.report.stats import DRAWS, interval, paired
+
+
+def loop_interval(values, weights, rng_seed=0):
+    """The same bootstrap written as a plain loop over draws and cells."""
+    rng = np.random.default_rng(rng_seed)
+    seeds, items = values.shape
+    s_draws, i_draws = rng.integers(0, seeds, (DRAWS, seeds)), rng.integers(0, items, (DRAWS, items))
+    stats = []
+    for s_idx, i_idx in zip(s_draws, i_draws):
+        v = w = 0.0
+        for s in s_idx:
+            for i in i_idx:
+                v, w = v + values[s, i], w + weights[s, i]
+        stats.append(v / w)
+    return values.sum() / weights.sum(), np.percentile(stats, 2.5), np.percentile(stats, 97.5)
+
+
+def test_interval_matches_a_plain_loop():
+    rng = np.random.default_rng(5)
+    values, weights = rng.gamma(2.0, 3.0, (3, 20)), rng.integers(5, 40, (3, 20)).astype(float)
+    assert interval(values, weights) == pytest.approx(loop_interval(values, weights), rel=1e-9)
+    flat = np.full((2, 10), 3.0)
+    assert interval(flat, np.ones_like(flat)) == (3.0, 3.0, 3.0)  # no noise: no width
+
+
+def test_paired_differences():
+    rng = np.random.default_rng(1)
+    a = (rng.gamma(2.0, 1.0, (3, 30)), np.ones((3, 30)))
+    estimate, low, high, p = paired(a, a)
+    assert (estimate, low, high, p) == (0.0, 0.0, 0.0, 1.0)
+    shifted = (a[0] + 0.5, a[1])
+    estimate, low, high, p = paired(shifted, a)
+    assert estimate == pytest.approx(0.5) and low == pytest.approx(0.5) and high == pytest.approx(0.5) and p == 1 / DRAWS
+    with pytest.raises(ValueError, match="same seeds x items"):
+        paired(a, (a[0][:2], a[1][:2]))
+
+
+def run(name, method, seed, items, scores):
+    metrics = [RoundRecord(round=0, heldout_loss=9.0), RoundRecord(round=1, heldout_loss=sum(t for t, _ in items) / sum(n for _, n in items),
+                                                                    heldout_items=items, clients=[ClientRecord(client=0, tokens=1)])]
+    summary = Summary(method=method, rounds=1, initial_heldout_loss=9.0, final_heldout_loss=metrics[-1].heldout_loss, cumulative_bytes_up=1,
+                      cumulative_bytes_down=1, state_bytes=1, pool_bytes_per_client_once=0, energy_compute_j=1.0, energy_radio_j=0.0,
+                      client_cpu_s=1.0, wall_s=1.0, final_checkpoint="")
+    config = load_config(overrides=[f"run.method={method}", f"run.seed={seed}", f"run.name={name}"])
+    return RunResult(name, config, metrics, summary, {"mbpp": scores})
+
+
+def test_statistics_table_groups_seeds_and_compares_with_fedit():
+    fedit = [run(f"fedit-seed{s}", "fedit", s, [(2.0 + s, 2), (4.0, 2)], [1.0, 0.0]) for s in (0, 1)]
+    smart = [run(f"smartfed-seed{s}", "smartfed", s, [(1.0 + s, 2), (2.0, 2)], [1.0, 1.0]) for s in (0, 1)]
+    table = statistics_table(fedit + smart)
+    # by hand: FedIT (2+4+3+4)/8 = 1.625; SmartFed (1+2+2+2)/8 = 0.875; difference -0.75; scores 50% and 100%
+    fedit_row = next(line for line in table.splitlines() if line.startswith("| fedit-seed0 |"))
+    smart_row = next(line for line in table.splitlines() if line.startswith("| smartfed-seed0 |"))
+    assert "| 2 | 1.6250 [" in fedit_row and "| 2 | 0.8750 [" in smart_row
+    assert "| -0.7500 [" in smart_row and "| 50.0 [" in fedit_row and "| 100.0 [100.0, 100.0] | +50.0 [" in smart_row
