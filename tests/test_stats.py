@@ -64,3 +64,11 @@ def test_statistics_table_groups_seeds_and_compares_with_fedit():
     smart_row = next(line for line in table.splitlines() if line.startswith("| smartfed-seed0 |"))
     assert "| 2 | 1.6250 [" in fedit_row and "| 2 | 0.8750 [" in smart_row
     assert "| -0.7500 [" in smart_row and "| 50.0 [" in fedit_row and "| 100.0 [100.0, 100.0] | +50.0 [" in smart_row
+
+
+def test_comparison_sweeps_name_their_seeds(tmp_path):
+    from smartfed.compare import comparison_configs
+
+    configs = comparison_configs("zh+math", str(tmp_path), ["fedit"], [1.0, 0.1], quick=True, seeds=[0, 2])
+    assert [(c.run.name, c.run.seed, c.data.fraction) for c in configs] == [
+        ("fedit", 0, 1.0), ("fedit-seed2", 2, 1.0), ("fedit-frac0.1", 0, 0.1), ("fedit-frac0.1-seed2", 2, 0.1)]

@@ -36,20 +36,24 @@ QUICK = {"federation.num_clients": 4, "federation.clients_per_round": 2, "federa
 
 
 def comparison_configs(composition: str, out_dir: str, methods: list[str], fractions: list[float], quick: bool,
-                       overrides: list[str] = ()) -> list[RunConfig]:
-    """One config per (method run, data fraction); names say both (`fedit`, `fedit-frac0.1`)."""
+                       overrides: list[str] = (), seeds: list[int] = (0,)) -> list[RunConfig]:
+    """One config per (method run, data fraction, seed); names say them (`fedit`, `fedit-frac0.1`, `fedit-seed2`;
+    seed 0 keeps the plain name, so a sweep made before seeds existed is picked up)."""
     unknown = [m for m in methods if m not in METHOD_RUNS]
     if unknown:
         raise ConfigError(f"unknown method run '{unknown[0]}': expected one of {', '.join(METHOD_RUNS)}")
-    controlled = {"run.name", "data.fraction", *(k for run in METHOD_RUNS.values() for k in run)}
+    controlled = {"run.name", "run.seed", "data.fraction", *(k for run in METHOD_RUNS.values() for k in run)}
     fixed = sorted({item.split("=", 1)[0].strip() for item in overrides} & controlled)
     if fixed:
         raise ConfigError(f"--set {fixed[0]}=...: expected a key the sweep does not set itself (it sets {sorted(controlled)})")
     base = load_config(overrides=list(overrides),
                        base={**(QUICK if quick else STANDARD), "data.composition": composition, "run.out_dir": out_dir})
-    return [base.with_values({"run.name": method if fraction == 1 else f"{method}-frac{fraction:g}", "data.fraction": fraction,
-                              **METHOD_RUNS[method]})
-            for method in methods for fraction in fractions]
+    return [base.with_values({"run.name": _name(method, fraction, seed), "data.fraction": fraction, "run.seed": seed, **METHOD_RUNS[method]})
+            for method in methods for fraction in fractions for seed in seeds]
+
+
+def _name(method: str, fraction: float, seed: int) -> str:
+    return method + ("" if fraction == 1 else f"-frac{fraction:g}") + ("" if seed == 0 else f"-seed{seed}")
 
 
 def _check_same_settings(config: RunConfig) -> None:

@@ -8,6 +8,7 @@ def add_parser(sub) -> None:
     p.add_argument("--methods", help="comma-separated method runs (default: all; `smartfed compare COMPOSITION --list` names them)")
     p.add_argument("--list", action="store_true", help="list the method runs and the config keys each sets, then stop")
     p.add_argument("--fractions", default="1", help="data fractions, comma-separated (a sweep: 0.1,0.25,1)")
+    p.add_argument("--seeds", default="0", help="seeds, comma-separated (0,1,2: three runs of every method; the report gives intervals)")
     p.add_argument("--quick", action="store_true", help="CI smoke scale: 2 rounds, 4 clients, 1 step, 2 items per suite")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key for every run")
     p.set_defaults(run=run)
@@ -28,7 +29,12 @@ def run(args) -> None:
         fractions = [float(f) for f in args.fractions.split(",")]
     except ValueError as err:
         raise ConfigError(f"--fractions: expected comma-separated numbers in (0, 1], found {args.fractions!r}") from err
-    configs = comparison_configs(args.composition, str(out), (args.methods or ",".join(METHOD_RUNS)).split(","), fractions, args.quick, args.overrides)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")]
+    except ValueError as err:
+        raise ConfigError(f"--seeds: expected comma-separated ints, found {args.seeds!r}") from err
+    methods = (args.methods or ",".join(METHOD_RUNS)).split(",")
+    configs = comparison_configs(args.composition, str(out), methods, fractions, args.quick, args.overrides, seeds)
     runs = run_comparison(configs)
     report_dir = out / ("report" if fractions == [1.0] else "report-data-fraction")  # a sweep may share the runs folder
     print(write_report(runs, report_dir))
