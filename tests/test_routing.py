@@ -135,3 +135,31 @@ def test_attach_refuses_a_pool_for_another_model(llama_adapters):
     other.model.layers = other.model.layers[:1]
     with pytest.raises(Exception, match="expected in the base model, found no such module"):
         attach_experts(other, pool)
+
+
+@pytest.mark.parametrize("kind", ["linear", "lowrank"])
+@pytest.mark.parametrize("gate", ["softmax", "scaled", "sigmoid", "softmax-all"])
+def test_the_sparse_path_equals_the_dense_one(llama_adapters, kind, gate):
+    """Only the k kept experts computed (gathered A rows and B columns): the same output and router gradients."""
+    base, folders = llama_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    ids = torch.randint(0, 128, (2, 9), generator=torch.Generator().manual_seed(3))
+    results = []
+    for sparse in (False, True):
+        torch.manual_seed(0)
+        model = attach_experts(copy.deepcopy(base), pool, router=kind, top_k=2, gate=gate, output_scale=True, init_std=0.3, sparse=sparse)
+        assert all(layer.sparse == sparse for layer in routed_layers(model).values())
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
+    (dense_loss, dense_grads), (sparse_loss, sparse_grads) = results
+    torch.testing.assert_close(sparse_loss, dense_loss, rtol=1e-5, atol=1e-6)
+    assert dense_grads.keys() == sparse_grads.keys()
+    for name in dense_grads:
+        torch.testing.assert_close(sparse_grads[name], dense_grads[name], rtol=1e-4, atol=1e-6)
+
+
+def test_routers_that_read_activations_stay_dense(llama_adapters):
+    base, folders = llama_adapters
+    model = attach_experts(copy.deepcopy(base), ExpertPool.from_adapters(folders, base), router="activation", sparse=True)
+    assert not any(layer.sparse for layer in routed_layers(model).values())

@@ -62,6 +62,7 @@ class RouterSection(Section):
     rank: int = Field(4, ge=1, description="lowrank router: rank q of U V")
     gate: str = Field("softmax", description=f"gate over the top-k logits: one of {', '.join(GATES)} (routers/gates.py)")
     output_scale: bool = Field(False, description="a learned scale per matrix on the routed update, starting at 1")
+    sparse: bool = Field(False, description="compute only the k kept experts per token (linear and lowrank routers); pays off when k << M")
     init: str = Field("random", description=f"router start: random, or arrow (Arrow's zero-shot choice; for {', '.join(arrow_initialisable())})")
 
 

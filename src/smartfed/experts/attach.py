@@ -31,6 +31,7 @@ def attach_experts(
     gate: str = "softmax",
     output_scale: bool = False,
     init: str = "random",
+    sparse: bool = False,
     **router_options,
 ) -> nn.Module:
     """Wrap every matrix the pool adapts in a RoutedLinear, in place, and return the model.
@@ -52,6 +53,7 @@ def attach_experts(
             build_router(router, experts, init_std=init_std, rank=router_rank, gate=gate, output_scale=output_scale, init=init,
                          **router_options),
             quotas[name],
+            sparse=sparse,
         )
         _set_submodule(model, name, layer)
     for p in router_parameters(model):

@@ -16,7 +16,7 @@ from smartfed.routers.base import Router
 
 
 class RoutedLinear(nn.Module):
-    def __init__(self, base_layer: nn.Module, experts: MatrixExperts, router: Router, top_k: int):
+    def __init__(self, base_layer: nn.Module, experts: MatrixExperts, router: Router, top_k: int, sparse: bool = False):
         super().__init__()
         self.base_layer = base_layer
         place = {"device": base_layer.weight.device, "dtype": base_layer.weight.dtype}
@@ -33,6 +33,9 @@ class RoutedLinear(nn.Module):
         self.router = router.to(device=place["device"])
         self.num_experts = experts.num_experts
         self.top_k = top_k
+        # Compute only the k kept experts per token (gathering their A rows and B columns) where the router
+        # needs no expert activations; worth it when k is much smaller than M (bench/train_step.py measures it).
+        self.sparse = sparse and not router.reads_activations
         # EEQA importance (smartfed.quota.importance): a running sum, read once per local training.
         self.track_importance = False
         self.token_mask: torch.Tensor | None = None  # (batch, seq) real tokens, set while importance is measured
@@ -41,16 +44,28 @@ class RoutedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)  # (..., d_out)
+        delta = self._sparse_delta(x) if self.sparse and self.top_k < self.num_experts else self._dense_delta(x)
+        self._measure(y, delta)
+        return y + delta
+
+    def _dense_delta(self, x: torch.Tensor) -> torch.Tensor:
         z = F.linear(x, self.A)  # (..., M)   every expert's A[i] @ x in one matmul
         gate = self.router(x.float(), z.float(), self.top_k).to(z.dtype)  # (..., M) or (M,), zero outside the top-k
-        delta = F.linear(z * gate, self.scaled_B)  # (..., M) -> (..., d_out)
+        return F.linear(z * gate, self.scaled_B)  # (..., M) -> (..., d_out)
+
+    def _sparse_delta(self, x: torch.Tensor) -> torch.Tensor:
+        gate = self.router(x.float(), None, self.top_k)  # (..., M), zero outside the top-k
+        weight, index = gate.topk(self.top_k, dim=-1)  # (..., k)
+        z = torch.einsum("...d,...kd->...k", x, self.A[index])  # (..., k)  only the kept experts' A[i] @ x
+        return torch.einsum("...k,...ko->...o", z * weight.to(z.dtype), self.scaled_B.T[index])  # (..., d_out)
+
+    def _measure(self, y: torch.Tensor, delta: torch.Tensor) -> None:
         if self.track_importance:  # ||routed update|| / ||W0 x|| per real token, summed; no host sync
             with torch.no_grad():
                 ratio = (delta.norm(dim=-1) / y.norm(dim=-1).clamp_min(1e-6)).float()  # (...,)
                 real = self.token_mask if self.token_mask is not None and self.token_mask.shape == ratio.shape else torch.ones_like(ratio)
                 self.importance_sum += (ratio * real).sum()
                 self.importance_count += real.sum()
-        return y + delta
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, top_k={self.top_k}"

@@ -25,7 +25,7 @@ class RoutedMethod(Method):
     def attach(self, model: nn.Module, pool: ExpertPool, config: RunConfig) -> nn.Module:
         router = config.router
         return attach_experts(model, pool, router=self.router_kind(config), top_k=router.top_k, init_std=router.init_std,
-                              router_rank=router.rank, gate=router.gate, output_scale=router.output_scale, init=self.router_init(config),
+                              router_rank=router.rank, gate=router.gate, output_scale=router.output_scale, init=self.router_init(config), sparse=router.sparse,
                               **self.router_options(config))
 
     def router_init(self, config: RunConfig) -> str:

@@ -17,6 +17,7 @@ class Router(nn.Module):
     """
 
     uses_top_k = True
+    reads_activations = True  # False: logits from x alone, so the layer may compute only the k kept experts
 
     def __init__(self, gate: str = "softmax", output_scale: bool = False):
         super().__init__()

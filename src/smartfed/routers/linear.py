@@ -8,6 +8,8 @@ from smartfed.routers.base import Router
 
 
 class LinearRouter(Router):
+    reads_activations = False
+
     def __init__(self, d_in: int, num_experts: int, init_std: float = 0.01, **gate):
         super().__init__(**gate)
         self.weight = nn.Parameter(torch.randn(num_experts, d_in) * init_std)  # (M, d_in)

@@ -12,6 +12,8 @@ from smartfed.routers.base import Router
 
 
 class LowRankRouter(Router):
+    reads_activations = False
+
     def __init__(self, d_in: int, num_experts: int, rank: int = 4, init_std: float = 0.01, **gate):
         super().__init__(**gate)
         self.down = nn.Parameter(torch.randn(rank, d_in) / d_in**0.5)  # (q, d_in)
