@@ -78,7 +78,7 @@ def test_device_and_dtype_keys_are_checked():
     from smartfed.config import load_config
     from smartfed.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="config key 'model.dtype': expected one of float32, bfloat16, float16, found 'int8'"):
+    with pytest.raises(ConfigError, match="config key 'model.dtype': expected one of float32, bfloat16, float16, 4bit, 8bit, found 'int8'"):
         load_config(overrides=["model.dtype=int8"])
     with pytest.raises(ConfigError, match="config key 'model.device': expected one of auto, cpu, cuda, mps or cuda:N, found 'tpu'"):
         load_config(overrides=["model.device=tpu"])
@@ -129,3 +129,35 @@ def test_gradient_checkpointing_gives_the_same_run(tiny_model_folder, tmp_path, 
     assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())  # really on
     a, b = (load_file(c.run_dir / "checkpoints" / "round-0001.safetensors") for c in (plain, again))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7) for k in a)
+
+
+def test_experts_on_a_quantised_base_take_its_compute_dtype(llama_adapters):
+    """A 4-bit layer stores packed uint8 weights: experts must use its compute dtype, not the storage dtype."""
+    from smartfed.experts.layer import RoutedLinear
+
+    base, folders = llama_adapters
+    pool = ExpertPool.from_adapters(folders, base)
+    name, experts = next(iter(pool.matrices.items()))
+    packed = torch.nn.Linear(experts.d_in, experts.d_out)
+    packed.weight = torch.nn.Parameter(torch.zeros(experts.d_out * experts.d_in // 2, 1, dtype=torch.uint8), requires_grad=False)
+    packed.compute_dtype = torch.float16
+    from smartfed.routers import build_router
+
+    layer = RoutedLinear(packed, experts, build_router("linear", experts), 2)
+    assert layer.A.dtype == layer.B.dtype == torch.float16 and layer.router.weight.dtype == torch.float32
+
+
+def test_quantised_bases_need_bitsandbytes_or_say_so(tiny_model_folder):
+    from smartfed.errors import SmartFedError
+    from smartfed.models import load_base_model
+
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        with pytest.raises(SmartFedError, match="model.dtype = '4bit' needs bitsandbytes: pip install 'smartfed\\[gpu\\]'"):
+            load_base_model(tiny_model_folder, "4bit", "cpu")
+        return
+    if not torch.cuda.is_available():
+        pytest.skip("bitsandbytes is installed but 4-bit kernels are tested on a GPU")
+    model, _ = load_base_model(tiny_model_folder, "4bit", "cuda")
+    assert any("4bit" in type(m).__name__ for m in model.modules())

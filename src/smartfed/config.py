@@ -17,7 +17,7 @@ from smartfed import __version__
 from smartfed.data.compositions import COMPOSITIONS
 from smartfed.errors import ConfigError
 from smartfed.methods import METHODS
-from smartfed.models import DEFAULT_MODEL, DEVICES, DTYPES
+from smartfed.models import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZED
 from smartfed.quota import IMPORTANCE_KINDS
 from smartfed.routers import GATES, ROUTER_INITS, ROUTER_KINDS, arrow_initialisable
 
@@ -43,7 +43,7 @@ class RunSection(Section):
 class ModelSection(Section):
     name: str = Field(DEFAULT_MODEL, description="base model: name, .gguf, folder or hub id")
     device: str = Field("auto", description="auto (cuda, else mps, else cpu) | cpu | cuda | cuda:N | mps")
-    dtype: str = Field("float32", description=f"the base model's weights: one of {', '.join(DTYPES)} (routers keep fp32)")
+    dtype: str = Field("float32", description=f"the base model's weights: one of {', '.join((*DTYPES, *QUANTIZED))} (4bit/8bit: bitsandbytes; routers keep fp32)")
 
 
 class PoolSection(Section):
@@ -169,7 +169,7 @@ class RunConfig(Section):
         _one_of("data.composition", self.data.composition, tuple(COMPOSITIONS))
         _one_of("eeqa.importance", self.eeqa.importance, IMPORTANCE_KINDS)
         _one_of("eval.split", self.eval.split, ("heldout", "dev"))
-        _one_of("model.dtype", self.model.dtype, tuple(DTYPES))
+        _one_of("model.dtype", self.model.dtype, (*DTYPES, *QUANTIZED))
         if self.model.device.split(":")[0] not in DEVICES:
             raise ConfigError(f"config key 'model.device': expected one of {', '.join(DEVICES)} or cuda:N, found {self.model.device!r}")
         _one_of("aggregation.rule", self.aggregation.rule, AGGREGATION_RULES)

@@ -15,11 +15,17 @@ from smartfed.pool.expert_pool import MatrixExperts
 from smartfed.routers.base import Router
 
 
+def compute_dtype(base_layer: nn.Module) -> torch.dtype:
+    """The dtype a layer computes in: its weight's, or for a quantised (4/8-bit) layer its compute dtype."""
+    dtype = base_layer.weight.dtype
+    return dtype if dtype.is_floating_point else getattr(base_layer, "compute_dtype", None) or torch.bfloat16
+
+
 class RoutedLinear(nn.Module):
     def __init__(self, base_layer: nn.Module, experts: MatrixExperts, router: Router, top_k: int, sparse: bool = False):
         super().__init__()
         self.base_layer = base_layer
-        place = {"device": base_layer.weight.device, "dtype": base_layer.weight.dtype}
+        place = {"device": base_layer.weight.device, "dtype": compute_dtype(base_layer)}
         # Frozen experts are buffers, not parameters; non-persistent so they stay out of the model's
         # state dict (they live in the pool file, shared). They follow the base layer's device and
         # dtype (`.to` is a no-op for an fp32 CPU model, which keeps sharing the memory-mapped pool).

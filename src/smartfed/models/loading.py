@@ -89,6 +89,7 @@ def resolve_model_folder(spec: str) -> str:
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+QUANTIZED = ("4bit", "8bit")  # bitsandbytes (pip install smartfed[gpu]): NF4 / LLM.int8 linear layers, bf16 compute
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -101,6 +102,20 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return torch.device(spec)
 
 
+def _load_quantized(folder: str, bits: str, device: torch.device) -> PreTrainedModel:
+    """A 4-bit (NF4, double quantisation, as QLoRA) or 8-bit base through bitsandbytes, computing in bf16."""
+    try:
+        import bitsandbytes  # noqa: F401  (only to say clearly what is missing)
+    except ImportError as err:
+        raise SmartFedError(f"model.dtype = '{bits}' needs bitsandbytes: pip install 'smartfed[gpu]'") from err
+    from transformers import BitsAndBytesConfig
+
+    quantization = (BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                       bnb_4bit_compute_dtype=torch.bfloat16) if bits == "4bit" else BitsAndBytesConfig(load_in_8bit=True))
+    return AutoModelForCausalLM.from_pretrained(folder, quantization_config=quantization, dtype=torch.bfloat16,
+                                                device_map={"": str(device)})
+
+
 def load_base_model(
     spec: str = DEFAULT_MODEL, dtype: torch.dtype | str = torch.float32, device: str = "cpu",
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
@@ -109,12 +124,15 @@ def load_base_model(
 
     `spec` is the default `smollm2-135m-instruct`, a `.gguf` file, a local folder or a hub id.
     """
-    if isinstance(dtype, str):
-        if dtype not in DTYPES:
-            raise SmartFedError(f"dtype expected one of {', '.join(DTYPES)}, found {dtype!r}")
-        dtype = DTYPES[dtype]
     folder = resolve_model_folder(spec)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(resolve_device(device))
+    if dtype in QUANTIZED:
+        model = _load_quantized(folder, dtype, resolve_device(device))
+    else:
+        if isinstance(dtype, str):
+            if dtype not in DTYPES:
+                raise SmartFedError(f"dtype expected one of {', '.join((*DTYPES, *QUANTIZED))}, found {dtype!r}")
+            dtype = DTYPES[dtype]
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype).to(resolve_device(device))
     tokenizer = AutoTokenizer.from_pretrained(folder)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
