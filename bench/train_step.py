@@ -60,7 +60,7 @@ class NaiveLoopLinear(RoutedLinear):
         y = self.base_layer(x)
         gate = topk_softmax(self.router.logits(x.float(), None), self.top_k).to(x.dtype)  # (..., M)
         for i in range(self.num_experts):
-            y = y + (gate[..., i : i + 1] * self.scale[i]) * (x @ self.A[i]).unsqueeze(-1) * self.B[:, i]
+            y = y + gate[..., i : i + 1] * (x @ self.A[i]).unsqueeze(-1) * self.scaled_B[:, i]
         return y
 
 

@@ -2,6 +2,7 @@
 weights, and a run trains, aggregates and ends close to the fp32 run (tolerances stated below)."""
 
 import copy
+import json
 
 import pytest
 import torch
@@ -24,7 +25,7 @@ def test_experts_take_the_base_dtype_and_routers_stay_fp32(llama_adapters, dtype
     torch.manual_seed(0)
     half = attach_experts(copy.deepcopy(base).to(dtype), pool, router="linear", top_k=None, init_std=0.5)
     for layer in routed_layers(half).values():
-        assert layer.A.dtype == layer.B.dtype == layer.scale.dtype == dtype
+        assert layer.A.dtype == layer.scaled_B.dtype == dtype
         assert all(p.dtype == torch.float32 for p in layer.router.parameters())
     ids = torch.randint(0, 128, (2, 10), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -70,7 +71,7 @@ def test_experts_are_placed_on_the_base_models_device(llama_adapters):
     meta = copy.deepcopy(base).to("meta")
     attach_experts(meta, pool, router="linear")
     for layer in routed_layers(meta).values():
-        assert layer.A.device.type == layer.B.device.type == "meta"
+        assert layer.A.device.type == layer.scaled_B.device.type == "meta"
         assert all(p.device.type == "meta" for p in layer.router.parameters())
 
 
@@ -89,8 +90,9 @@ def test_a_cuda_bf16_run(tiny_model_folder, tmp_path):
     base = {"model.name": tiny_model_folder, "pool.adapters": tiny_pool(tiny_model_folder, tmp_path, 2), "run.out_dir": str(tmp_path),
             "model.device": "cuda", "model.dtype": "bfloat16", "federation.num_clients": 3, "federation.clients_per_round": 2,
             "federation.rounds": 1, "training.local_steps": 1, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4}
-    summary = run_simulation(make_config(base, {"run.name": "cuda"}), log=lambda *_: None)
-    assert summary.final_heldout_loss == summary.final_heldout_loss
+    gpu = run_simulation(make_config(base, {"run.name": "cuda"}), log=lambda *_: None)
+    cpu = run_simulation(make_config(base, {"run.name": "cpu", "model.device": "cpu", "model.dtype": "float32"}), log=lambda *_: None)
+    assert abs(gpu.initial_heldout_loss - cpu.initial_heldout_loss) < 0.05 and abs(gpu.final_heldout_loss - cpu.final_heldout_loss) < 0.1
 
 
 def test_memory_estimate_by_hand(llama_adapters):
@@ -102,7 +104,7 @@ def test_memory_estimate_by_hand(llama_adapters):
     rows = {r.dtype: r for r in memory_rows(copy.deepcopy(base).to("meta"), pool, "linear", 8)}
     params = sum(p.numel() for p in base.parameters())
     linear = sum(m.weight.numel() for m in base.modules() if isinstance(m, torch.nn.Linear))
-    experts = sum(m.num_experts * (m.d_in + m.d_out + 1) for m in pool.matrices.values())
+    experts = sum(m.num_experts * (m.d_in + m.d_out) for m in pool.matrices.values())
     routers = sum(m.num_experts * m.d_in for m in pool.matrices.values())
     lora = sum(8 * (m.d_in + m.d_out) for m in pool.matrices.values())
     assert rows["float32"].base == 4 * params and rows["bfloat16"].base == 2 * params
@@ -129,6 +131,13 @@ def test_gradient_checkpointing_gives_the_same_run(tiny_model_folder, tmp_path, 
     assert any(getattr(m, "gradient_checkpointing", False) for m in model.modules())  # really on
     a, b = (load_file(c.run_dir / "checkpoints" / "round-0001.safetensors") for c in (plain, again))
     assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], rtol=1e-5, atol=1e-7) for k in a)
+    from safetensors import safe_open
+
+    scores = []
+    for config in (plain, again):  # EEQA's scores are measured in forward: a recomputing backward must not count twice
+        with safe_open(config.run_dir / "checkpoints" / "round-0001.safetensors", framework="pt") as f:
+            scores.append(json.loads(f.metadata()["scores"]))
+    assert (scores[0] is None) == (method == "fedit") and (scores[0] is None or scores[1] == pytest.approx(scores[0], rel=1e-5))
 
 
 def test_experts_on_a_quantised_base_take_its_compute_dtype(llama_adapters):
@@ -144,7 +153,7 @@ def test_experts_on_a_quantised_base_take_its_compute_dtype(llama_adapters):
     from smartfed.routers import build_router
 
     layer = RoutedLinear(packed, experts, build_router("linear", experts), 2)
-    assert layer.A.dtype == layer.B.dtype == torch.float16 and layer.router.weight.dtype == torch.float32
+    assert layer.A.dtype == layer.scaled_B.dtype == torch.float16 and layer.router.weight.dtype == torch.float32
 
 
 def test_quantised_bases_need_bitsandbytes_or_say_so(tiny_model_folder):
@@ -161,3 +170,15 @@ def test_quantised_bases_need_bitsandbytes_or_say_so(tiny_model_folder):
         pytest.skip("bitsandbytes is installed but 4-bit kernels are tested on a GPU")
     model, _ = load_base_model(tiny_model_folder, "4bit", "cuda")
     assert any("4bit" in type(m).__name__ for m in model.modules())
+
+
+@pytest.mark.parametrize("spec, message", [("cuda:x", "device expected one of"), ("tpu", "device expected one of"),
+                                           ("cuda:99", "device 'cuda:99': this machine has")])
+def test_bad_devices_are_named(spec, message):
+    from smartfed.errors import SmartFedError
+    from smartfed.models import resolve_device
+
+    if spec == "cuda:99" and torch.cuda.device_count() > 99:
+        pytest.skip("a machine with 100 GPUs")
+    with pytest.raises(SmartFedError, match=message):
+        resolve_device(spec)

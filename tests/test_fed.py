@@ -86,10 +86,12 @@ def test_config_validation_names_the_key(tmp_path):
     ("eeqa.device_budgets={12=1.0}", r"config key 'eeqa.device_budgets': expected clients in \[0, 10\)"),
     ("training.lr=1.5", "config key 'training.lr': expected < 1.0, found 1.5"),
     ("nosuch.key=1", "unknown config key 'nosuch': expected one of aggregation, arrow, data, eeqa"),
+    ("router.kind=module-arrow", "config key 'router.kind': expected one of linear, activation, lowrank, arrow, static, module"),
+    ("aggregation.rule=median run.method=flora", "config key 'aggregation.rule': expected fedavg with run.method = 'flora'"),
 ])
 def test_bad_config_values_name_the_key_expected_and_found(override, message):
     with pytest.raises(ConfigError, match=message):
-        load_config(overrides=[override])
+        load_config(overrides=override.split(" "))
 
 
 def test_config_files_of_the_flat_format_are_refused_with_the_new_key(tmp_path):

@@ -109,3 +109,13 @@ def test_selection_ranks_modules_by_their_own_loss_on_dev_items(tiny_model_folde
     out = capsys.readouterr().out
     assert f"| {scores[0].module.name} | yes | loss " in out and f"| {scores[2].module.name} | no |" in out
     assert f'adapters = ["{scores[0].module.source}", "{scores[1].module.source}"]' in out
+
+
+@pytest.mark.parametrize("text, message", [('[module]\nname = "m0"\n', "expected \\[\\[module\\]\\] tables"),
+                                           ('[[module]]\nname = "m"\nsource = "x"\nsha256 = "0"\nskills = "zh"\n',
+                                            "key 'skills' expected a list of strings, found 'zh'")])
+def test_malformed_manifests_are_named(tmp_path, text, message):
+    manifest = tmp_path / "library.toml"
+    manifest.write_text(text)
+    with pytest.raises(AdapterError, match=message):
+        read_manifest(manifest)

@@ -20,7 +20,8 @@ from smartfed.experts import routed_layers
 from smartfed.routers import ROUTER_KINDS
 
 
-def brute_force_layer(layer, x):
+def brute_force_layer(layer, experts, x):
+    """The routed layer token by token, with the pool's own B and scale (not the layer's folded copy)."""
     """y = W0 x + sum over the top-k experts of softmax-over-top-k(logit) * E_i(x), one token at a time."""
     flat = x.reshape(-1, x.shape[-1])
     out = []
@@ -32,7 +33,7 @@ def brute_force_layer(layer, x):
         weights = torch.softmax(torch.stack([logits[i] for i in chosen]), dim=0)
         y = layer.base_layer(xt)
         for w, i in zip(weights, chosen):
-            y = y + w * layer.scale[i] * layer.B[:, i] * z[i]
+            y = y + w * experts.scale[i] * experts.B[:, i] * z[i]
         out.append(y)
     return torch.stack(out).reshape(*x.shape[:-1], -1)
 
@@ -51,7 +52,7 @@ def test_top_k_with_per_matrix_quotas_matches_a_per_token_loop(llama_adapters, k
         d_in = layer.A.shape[1]
         xs = x if d_in == 64 else torch.randn(2, 7, d_in, generator=torch.Generator().manual_seed(5))
         with torch.no_grad():
-            torch.testing.assert_close(layer(xs), brute_force_layer(layer, xs), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(layer(xs), brute_force_layer(layer, pool.matrices[name], xs), rtol=1e-5, atol=1e-5)
 
 
 def test_quotas_are_checked(llama_adapters):
@@ -89,8 +90,8 @@ def test_training_changes_only_the_routers(llama_adapters, kind):
     for key, value in base_before.items():
         assert torch.equal(detached_base[key], value), key
     for name, layer in routed_layers(model).items():
-        assert torch.equal(layer.A, pool.matrices[name].A) and torch.equal(layer.B, pool.matrices[name].B)
-        assert torch.equal(layer.scale, pool.matrices[name].scale)
+        experts = pool.matrices[name]
+        assert torch.equal(layer.A, experts.A) and torch.equal(layer.scaled_B, experts.B * experts.scale)
     routers_after = router_state_dict(model)
     assert all(not torch.equal(routers_after[k], routers_before[k]) for k in routers_before)
 

@@ -72,3 +72,14 @@ def test_comparison_sweeps_name_their_seeds(tmp_path):
     configs = comparison_configs("zh+math", str(tmp_path), ["fedit"], [1.0, 0.1], quick=True, seeds=[0, 2])
     assert [(c.run.name, c.run.seed, c.data.fraction) for c in configs] == [
         ("fedit", 0, 1.0), ("fedit-seed2", 2, 1.0), ("fedit-frac0.1", 0, 0.1), ("fedit-frac0.1-seed2", 2, 0.1)]
+
+
+def test_each_setting_is_compared_with_fedit_on_its_own_data_fraction():
+    fedit = [run(f"fedit-seed{s}", "fedit", s, [(2.0, 2), (4.0, 2)], [1.0, 0.0]) for s in (0, 1)]
+    small = [run(f"fedit-frac0.1-seed{s}", "fedit", s, [(6.0, 2), (6.0, 2)], [0.0, 0.0]) for s in (0, 1)]
+    smart = [run(f"smartfed-frac0.1-seed{s}", "smartfed", s, [(4.0, 2), (4.0, 2)], [1.0, 1.0]) for s in (0, 1)]
+    for r in small + smart:
+        r.config = r.config.with_values({"data.fraction": 0.1})
+    table = statistics_table(fedit + small + smart)
+    row = next(line for line in table.splitlines() if line.startswith("| smartfed-frac0.1-seed0 |"))
+    assert "| -1.0000 [" in row  # 2.0 - 3.0 against FedIT at 10% of the data, not +0.5 against FedIT on all of it

@@ -165,7 +165,10 @@ class RunConfig(Section):
     @model_validator(mode="after")
     def _consistent(self) -> "RunConfig":
         _one_of("run.method", self.run.method, tuple(METHODS))
-        _one_of("router.kind", self.router.kind, ROUTER_KINDS)
+        _one_of("router.kind", self.router.kind, tuple(k for k in ROUTER_KINDS if k != "module-arrow"))  # module-arrow: the arrow method's, trains nothing
+        if METHODS[self.run.method].folds_into_base and self.aggregation.rule != "fedavg":
+            raise ConfigError(f"config key 'aggregation.rule': expected fedavg with run.method = {self.run.method!r} "
+                              f"(it stacks every update exactly), found {self.aggregation.rule!r}")
         _one_of("data.composition", self.data.composition, tuple(COMPOSITIONS))
         _one_of("eeqa.importance", self.eeqa.importance, IMPORTANCE_KINDS)
         _one_of("eval.split", self.eval.split, ("heldout", "dev"))

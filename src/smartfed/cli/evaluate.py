@@ -7,6 +7,8 @@ from pathlib import Path
 def add_parser(sub) -> None:
     p = sub.add_parser("eval", help="math exact match, GSM-Hard program-aided, code pass@1, held-out loss")
     p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    p.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 | 4bit | 8bit")
     what = p.add_mutually_exclusive_group()
     what.add_argument("--lora", help="a PEFT LoRA adapter folder to evaluate on its own")
     what.add_argument("--pool", nargs="+", help="adapter folders (or one pool .safetensors file) to route")
@@ -31,7 +33,7 @@ def _model(args):
     from smartfed import ExpertPool, attach_experts, load_base_model, load_router_state_dict
     from smartfed.experts import set_module_weights
 
-    model, tokenizer = load_base_model(args.model)
+    model, tokenizer = load_base_model(args.model, args.dtype, args.device)
     if args.lora:
         from peft import PeftModel
 

@@ -34,6 +34,8 @@ def add_parser(sub) -> None:
     select.add_argument("-n", type=int, default=4, help="how many modules to pick")
     select.add_argument("--examples", type=int, default=16)
     select.add_argument("--model", default="smollm2-135m-instruct")
+    select.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
+    select.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 | 4bit | 8bit")
     select.add_argument("--data-dir", default=None)
     select.set_defaults(run=_run_select)
 
@@ -73,7 +75,7 @@ def _run_select(args) -> None:
     from smartfed.models import load_base_model
     from smartfed.pool.sources import read_manifest
 
-    model, tokenizer = load_base_model(args.model)
+    model, tokenizer = load_base_model(args.model, args.dtype, args.device)
     scores = score_modules(model, tokenizer, read_manifest(args.manifest), args.task, args.examples, args.data_dir)
     print(f"| module | picked | why |\n|---|---|---|")
     for rank, score in enumerate(scores):

@@ -10,7 +10,8 @@ def add_parser(sub) -> None:
     p.add_argument("--no-llama2-7b", action="store_true", help="skip the table from LLaMA-2-7B's published shapes")
     p.add_argument("--memory", choices=("llama2-7b", "qwen2-7b"), help="only the per-client memory estimate of a 7B model "
                    "(published shapes on the meta device) for fp32, bf16 and 4-bit bases, next to FedIT's")
-    p.add_argument("--router", default="linear", help="--memory: the router kind")
+    p.add_argument("--router", default="linear", choices=("linear", "activation", "lowrank", "arrow", "static", "module"),
+                   help="--memory: the router kind")
     p.set_defaults(run=run)
 
 

@@ -35,9 +35,9 @@ def item_losses(model, tokenizer, examples: list[Example], max_length: int = 384
         batch = collate(pairs[start : start + batch_size], tokenizer.pad_token_id, device)
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
         labels = batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (B, T)
-        rows = torch.stack([nll.sum(-1), (labels != -100).sum(-1).to(nll.dtype)], dim=-1).tolist()  # sync point, once per batch
-        out += [(total, int(count)) for total, count in rows]
+        nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (B, T) fp32
+        sums, counts = nll.sum(-1).tolist(), (labels != -100).sum(-1).tolist()  # sync point, once per batch
+        out += list(zip(sums, counts))
     return out
 
 

@@ -31,7 +31,7 @@ def _readable() -> list[str]:
     Nothing else is readable: not the evaluator's data, not /etc, not other processes."""
     paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(os.path.realpath(sys.executable)),
              "/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib", "/usr/share/zoneinfo", "/dev/urandom",
-             f"/proc/{os.getpid()}"}
+             f"/proc/{os.readlink('/proc/self')}"}  # its own entry as the mounted /proc numbers it (the host's, in a pid namespace)
     paths |= {p for p in sys.path if p and os.path.isabs(p)}
     return sorted(p for p in paths if os.path.exists(p))
 
@@ -69,9 +69,16 @@ def _landlock(writable: str) -> str:
 
 # (audit arch, {syscall: number}) per machine; clone3 takes its flags in a struct seccomp cannot read.
 _SYSCALLS = {
-    "x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58, "clone3": 435, "socket": 41, "kill": 62, "tkill": 200, "tgkill": 234}),
-    "aarch64": (0xC00000B7, {"clone": 220, "clone3": 435, "socket": 198, "kill": 129, "tkill": 130, "tgkill": 131}),
+    "x86_64": (0xC000003E, {"clone": 56, "fork": 57, "vfork": 58, "clone3": 435, "socket": 41, "kill": 62, "tkill": 200, "tgkill": 234,
+                            "rt_sigqueueinfo": 129, "rt_tgsigqueueinfo": 297, "pidfd_send_signal": 424, "io_uring_setup": 425,
+                            "pidfd_open": 434}),
+    "aarch64": (0xC00000B7, {"clone": 220, "clone3": 435, "socket": 198, "kill": 129, "tkill": 130, "tgkill": 131,
+                             "rt_sigqueueinfo": 138, "rt_tgsigqueueinfo": 240, "pidfd_send_signal": 424, "io_uring_setup": 425,
+                             "pidfd_open": 434}),
 }
+# Refused outright: other ways to signal a process (pidfds, queued signals) and io_uring (sockets without socket()).
+_ALWAYS_DENIED = ("rt_sigqueueinfo", "rt_tgsigqueueinfo", "pidfd_send_signal", "pidfd_open", "io_uring_setup")
+_X32 = 0x40000000  # x86_64's x32 ABI bit: a second syscall table
 _AF_UNIX, _SOCK_DGRAM = 1, 2
 _CLONE_THREAD = 0x00010000
 
@@ -82,7 +89,10 @@ def _no_new_processes() -> str:
     arch, nr = _SYSCALLS[platform.machine()]
     ld, jeq, jset, ret = 0x20, 0x15, 0x45, 0x06
     allow, deny, nosys = 0x7FFF0000, 0x00050000 | errno.EPERM, 0x00050000 | errno.ENOSYS
-    prog = [(ld, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, allow), (ld, 0, 0, 0)]
+    prog = [(ld, 0, 0, 4), (jeq, 1, 0, arch), (ret, 0, 0, deny), (ld, 0, 0, 0)]  # another ABI (i386 int 0x80): refused
+    prog += [(0x35, 0, 1, _X32), (ret, 0, 0, deny)]  # jge: x32 syscall numbers refused
+    for name in _ALWAYS_DENIED:
+        prog += [(jeq, 0, 1, nr[name]), (ret, 0, 0, deny)]
     for name in ("fork", "vfork"):
         if name in nr:
             prog += [(jeq, 0, 1, nr[name]), (ret, 0, 0, deny)]
@@ -121,7 +131,7 @@ def main() -> None:
         source = f.read()
     os.unlink(program)  # the program cannot read its own source (and the pass marker in it) back from disk
     sys.argv = [program]
-    exec(compile(source, program, "exec"), {"__name__": "__main__"})
+    exec(compile(source, program, "exec"), {"__name__": "__main__", "__file__": program})
 
 
 if __name__ == "__main__":

@@ -30,10 +30,9 @@ class RoutedLinear(nn.Module):
         # state dict (they live in the pool file, shared). They follow the base layer's device and
         # dtype (`.to` is a no-op for an fp32 CPU model, which keeps sharing the memory-mapped pool).
         self.register_buffer("A", experts.A.to(**place), persistent=False)  # (M, d_in)
-        self.register_buffer("B", experts.B.to(**place), persistent=False)  # (d_out, M)
-        self.register_buffer("scale", experts.scale.to(**place), persistent=False)  # (M,)
-        # What forward uses: the frozen per-expert scale folded into B once, at attach (one multiply less per token).
-        self.register_buffer("scaled_B", self.B * self.scale, persistent=False)  # (d_out, M)
+        # The frozen per-expert scale folded into B once, at attach (one multiply less per token); this is a
+        # copy per process, where A stays a view of the memory-mapped pool for an fp32 CPU model.
+        self.register_buffer("scaled_B", (experts.B * experts.scale).to(**place), persistent=False)  # (d_out, M)
         # Routers keep fp32 weights on the base layer's device (as peft keeps adapters in fp32): they
         # see x and z in fp32 and their gate is cast back to the base dtype for the mix.
         self.router = router.to(device=place["device"])

@@ -35,7 +35,9 @@ def score_run(config: RunConfig, method: Method, side: ModelSide, run: RunFolder
             set_quotas(side.model, quotas)
             side.model.eval()
             result = run_suite(side.model, side.tokenizer, suite, n, data_dir=config.data.dir or None, shard=(shard, min(len(models), n)))
-            items += [item | {"model": shard} for item in result.items]
+            shards = min(len(models), n)
+            items += [item | {"model": shard, "index": shard + j * shards} for j, item in enumerate(result.items)]
+        items.sort(key=lambda item: item["index"])  # the suite's order, whichever model answered: items pair across runs
         report[suite] = {"n": len(items), "score": sum(i["correct"] for i in items) / max(len(items), 1), "items": items}
     record = {"code_sandbox_isolation": isolation(), "suites": report}
     atomic_write_text(run.path / SCORES, json.dumps(record, ensure_ascii=False, indent=1))

@@ -66,10 +66,7 @@ class Method:
         """One client's local round on `examples`, step s using the examples `batches[s]`."""
         raise NotImplementedError
 
-    def new_aggregate(self):
-        """How the server combines a round's accepted updates (add, result); None: example-weighted FedAvg."""
-        return None
-
     def fold(self, model: nn.Module, aggregate: dict[str, torch.Tensor]) -> None:
-        """For a method that folds into the base: apply one round's aggregate to `model`'s base weights."""
+        """For a method that folds into the base (it also has `new_aggregate()`, the round's aggregate): apply
+        one round's aggregate to `model`'s base weights."""
         raise NotImplementedError

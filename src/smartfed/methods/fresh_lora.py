@@ -53,7 +53,7 @@ class FreshLora(Method):
         return attach_fresh_lora(model, pool_target_types(pool), config.lora.rank, config.lora.alpha, self.freeze_a)
 
     def trains(self, config: RunConfig) -> str:
-        return f"LoRA r{config.lora.rank}"
+        return f"LoRA r{config.lora.rank}" + (" (B only)" if self.freeze_a else "")
 
     def state_dict(self, model: nn.Module) -> dict[str, torch.Tensor]:
         return {name: p.detach().to("cpu", copy=True) for name, p in _trainable(model).items()}

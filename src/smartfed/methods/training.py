@@ -7,7 +7,7 @@ from torch import nn
 from smartfed.data import Example
 from smartfed.data.tokenize import collate, encode_for_training
 from smartfed.methods.base import LocalWork
-from smartfed.quota.importance import read_importance, real_tokens, record_gradients, start_importance
+from smartfed.quota.importance import not_measuring, read_importance, real_tokens, record_gradients, start_importance
 
 
 def train_steps(model: nn.Module, tokenizer, examples: list[Example], batches: list[list[int]], lr: float, max_length: int,
@@ -25,7 +25,8 @@ def train_steps(model: nn.Module, tokenizer, examples: list[Example], batches: l
         tokens += int(batch["attention_mask"].sum())
         with real_tokens(model, batch["attention_mask"]):
             loss = model(**batch).loss
-        loss.backward()
+        with not_measuring(model):
+            loss.backward()
         if importance == "grad_norm":
             record_gradients(model)
         optimizer.step()

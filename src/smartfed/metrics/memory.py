@@ -5,7 +5,7 @@ Per client, in bytes:
 - base weights: every nn.Linear (the head too) at 4, 2 or ~0.5625 bytes a parameter (fp32, bf16/fp16, 4-bit
   NF4 as in QLoRA: 0.5 byte plus one fp32 absmax per block of 64), everything else (embeddings,
   norms, head) in bf16 for the 4-bit case;
-- SmartFed: the pool's experts in the base dtype (bf16 for a 4-bit base), and each router parameter
+- SmartFed: the pool's experts (A, and B with the scale folded in) in the base dtype (bf16 for a 4-bit base), and each router parameter
   at 16 bytes (fp32 weight, gradient and two AdamW moments);
 - FedIT: each LoRA parameter at 16 bytes (fp32 weight, gradient, two AdamW moments).
 Activations are left out: they depend on batch and sequence length and are the same base-model
@@ -45,7 +45,7 @@ def memory_rows(model: nn.Module, pool: ExpertPool, router: str, lora_rank: int)
     """One row per base dtype (fp32, bf16, 4-bit) for `model` (meta is fine) with `pool` and `router`."""
     linear = sum(m.weight.numel() for m in model.modules() if linear_shape(m) and hasattr(m, "weight"))
     other = sum(p.numel() for p in model.parameters()) - linear
-    experts = sum(m.num_experts * (m.d_in + m.d_out) + m.num_experts for m in pool.matrices.values())
+    experts = sum(m.num_experts * (m.d_in + m.d_out) for m in pool.matrices.values())  # A and the scale-folded B
     attach_experts(model, pool, router=router)
     routers = sum(p.numel() for layer in routed_layers(model).values() for p in layer.router.parameters())
     detach_experts(model)

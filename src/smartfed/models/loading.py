@@ -97,8 +97,13 @@ def resolve_device(spec: str = "auto") -> torch.device:
     """`auto`: cuda if there is one, else mps, else cpu; or an explicit cpu, cuda, cuda:N, mps."""
     if spec == "auto":
         spec = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
-    if spec.split(":")[0] not in DEVICES[1:]:
+    kind, _, index = spec.partition(":")
+    if kind not in DEVICES[1:] or (index and not (kind == "cuda" and index.isdigit())):
         raise SmartFedError(f"device expected one of {', '.join(DEVICES)} (or cuda:N), found {spec!r}")
+    if kind == "cuda" and (not torch.cuda.is_available() or int(index or 0) >= torch.cuda.device_count()):
+        raise SmartFedError(f"device {spec!r}: this machine has {torch.cuda.device_count()} CUDA devices")
+    if kind == "mps" and not torch.backends.mps.is_available():
+        raise SmartFedError("device 'mps': not available on this machine")
     return torch.device(spec)
 
 

@@ -72,13 +72,18 @@ def read_manifest(path: str | Path) -> list[ManifestModule]:
         data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
         raise AdapterError(f"manifest {path}: cannot be read ({err})") from None
+    entries = data.get("module", [])
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise AdapterError(f"manifest {path}: expected [[module]] tables, found {type(entries).__name__}")
     modules = []
-    for i, entry in enumerate(data.get("module", [])):
+    for i, entry in enumerate(entries):
         missing = [k for k in ("name", "source", "sha256") if not isinstance(entry.get(k), str)]
         if missing:
             raise AdapterError(f"manifest {path}: module {i} expected string keys name, source, sha256, missing {', '.join(missing)}")
-        modules.append(ManifestModule(entry["name"], entry["source"], entry["sha256"].lower(), tuple(entry.get("skills", ())),
-                                      str(entry.get("license", "unknown"))))
+        skills = entry.get("skills", [])
+        if not isinstance(skills, list) or not all(isinstance(s, str) for s in skills):
+            raise AdapterError(f"manifest {path}: module {i} key 'skills' expected a list of strings, found {skills!r}")
+        modules.append(ManifestModule(entry["name"], entry["source"], entry["sha256"].lower(), tuple(skills), str(entry.get("license", "unknown"))))
     if not modules:
         raise AdapterError(f"manifest {path}: expected at least one [[module]], found none")
     return modules

@@ -28,7 +28,7 @@ def start_importance(model: nn.Module, kind: str) -> None:
 
 @contextmanager
 def real_tokens(model: nn.Module, attention_mask: torch.Tensor):
-    """While a batch runs: relative_norm importance averages over its real tokens only, not its padding."""
+    """While a batch's forward runs: relative_norm importance averages over its real tokens only, not its padding."""
     layers = routed_layers(model).values()
     mask = attention_mask.to(dtype=torch.float32)
     for layer in layers:
@@ -38,6 +38,19 @@ def real_tokens(model: nn.Module, attention_mask: torch.Tensor):
     finally:
         for layer in layers:
             layer.token_mask = None
+
+
+@contextmanager
+def not_measuring(model: nn.Module):
+    """During backward: gradient checkpointing runs the layers' forward again, which must not count twice."""
+    layers = [layer for layer in routed_layers(model).values() if layer.track_importance]
+    for layer in layers:
+        layer.track_importance = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.track_importance = True
 
 
 def record_gradients(model: nn.Module) -> None:

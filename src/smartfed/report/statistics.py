@@ -44,13 +44,15 @@ def statistics_table(results: list[RunResult]) -> str | None:
     suites = list(dict.fromkeys(s for r in results for s in r.score_items))
     if not any(_loss_cells(runs) for runs in groups.values()) and not suites:
         return None
-    reference = next((runs for runs in groups.values() if runs[0].method.is_reference), None)
-    ref_seeds = [r.config.run.seed for r in reference] if reference else []
+    references = [runs for runs in groups.values() if runs[0].method.is_reference]
     lines = ["| setting | seeds | held-out loss [95% CI] | - FedIT's [95% CI], p | "
              + " | ".join(f"{s} % [95% CI] | - FedIT's (pp), p" for s in suites) + " |",
              "|---|---:|---|---|" + "---|---|" * len(suites)]
     for label, runs in groups.items():
-        same = [r.config.run.seed for r in runs] == ref_seeds
+        c = runs[0].config  # the reference: FedIT on the same composition and data fraction
+        reference = next((ref for ref in references if (ref[0].config.data.composition, ref[0].config.data.fraction)
+                          == (c.data.composition, c.data.fraction)), None)
+        same = reference is not None and [r.config.run.seed for r in runs] == [r.config.run.seed for r in reference]
         loss = _loss_cells(runs)
         cells = [label, str(len(runs)), _ci(loss), _versus(loss, _loss_cells(reference) if reference else None, same)]
         for suite in suites:
