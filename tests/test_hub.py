@@ -119,3 +119,23 @@ def test_malformed_manifests_are_named(tmp_path, text, message):
     manifest.write_text(text)
     with pytest.raises(AdapterError, match=message):
         read_manifest(manifest)
+
+
+def test_a_base_model_by_hub_id_loads_from_the_hub_cache(tiny_model_folder, tmp_path, monkeypatch):
+    """`model.name = "org/name"` goes to transformers' hub loading; here a local hub cache laid out as the hub
+    client writes it (models--org--name/snapshots/<commit>, refs/main), offline: no network."""
+    commit = "a" * 40
+    repo = tmp_path / "hub" / "models--someone--tiny-llama"
+    shutil.copytree(tiny_model_folder, repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    model, tokenizer = load_base_model("someone/tiny-llama", "bfloat16", "cpu")
+    reference, _ = load_base_model(tiny_model_folder)
+    assert next(model.parameters()).dtype == torch.bfloat16 and len(tokenizer) == len(load_base_model(tiny_model_folder)[1])
+    torch.testing.assert_close(model.model.embed_tokens.weight.float(), reference.model.embed_tokens.weight, rtol=1e-2, atol=1e-2)
