@@ -32,3 +32,6 @@ def test_tuning_uses_only_the_dev_split_and_picks_the_lowest_dev_loss(tiny_model
     assert all(r["keys"]["router.gate"] == best_routing["router.gate"] for r in record["lr_trials"] if r["keys"]["run.method"] == "smartfed")
     assert json.loads((tmp_path / "tune" / "tuning.json").read_text())["choice"] == record["choice"]
     assert "| scaled | linear | arrow |" in (tmp_path / "tune" / "tuning.md").read_text()
+    from smartfed.tune import finished_trials
+
+    assert finished_trials(str(tmp_path / "tune"))["routing_trials"] == record["routing_trials"]  # --status reads the same

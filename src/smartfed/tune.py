@@ -83,6 +83,24 @@ def run_tuning(composition: str, out_dir: str, quick: bool = False, overrides: l
     return record
 
 
+def finished_trials(out_dir: str) -> dict:
+    """What a sweep that has not finished holds so far: the trials with a summary, as a partial record."""
+    def done(trials: dict[str, dict]) -> list[dict]:
+        out = []
+        for name, keys in trials.items():
+            if (Path(out_dir) / name / "summary.json").is_file():
+                start, end = _losses(Path(out_dir) / name)
+                out.append({"trial": name, "keys": keys, "dev_loss_start": start, "dev_loss_end": end})
+        return out
+
+    routing = done(routing_trials())
+    best = min(routing, key=lambda r: r["dev_loss_end"])["keys"] if routing else {"run.method": "smartfed"}
+    lrs = done(lr_trials(best))
+    methods = {r["keys"]["run.method"] for r in lrs}
+    return {"composition": "(partial)", "routing_trials": routing, "lr_trials": lrs,
+            "choice": {m: _best(lrs, m) for m in methods}}
+
+
 def tuning_tables(record: dict) -> str:
     lines = [f"Dev loss (eval.split = dev) before and after the same budget, {record['composition']}.", "",
              "| gate | router | init | dev loss start | dev loss end |", "|---|---|---|---:|---:|"]
