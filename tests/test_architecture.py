@@ -98,3 +98,27 @@ def test_python_dash_m_is_the_command(argv):
     done = subprocess.run([sys.executable, *argv], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "usage: smartfed" in done.stdout or "[federation]" in done.stdout
+
+
+def test_adding_a_method_is_one_class_and_one_registry_line(tiny_model_folder, tmp_path, monkeypatch):
+    """The README's example, as written there: a routed method with its own router kind, registered, then run."""
+    import json
+
+    from conftest import make_config, tiny_pool
+    from smartfed import methods
+    from smartfed.fed.simulation import run_simulation
+    from smartfed.methods.routed import RoutedMethod
+
+    class MyRouter(RoutedMethod):
+        name = "my-router"
+
+        def router_kind(self, config) -> str:
+            return "activation"
+
+    monkeypatch.setitem(methods.METHODS, "my-router", MyRouter())
+    config = make_config({"model.name": tiny_model_folder, "pool.adapters": tiny_pool(tiny_model_folder, tmp_path, 2),
+                          "run.out_dir": str(tmp_path), "run.name": "mine", "run.method": "my-router", "federation.num_clients": 2,
+                          "federation.clients_per_round": 2, "federation.rounds": 1, "training.local_steps": 1,
+                          "training.batch_size": 2, "training.max_length": 48, "eval.examples": 2})
+    summary = run_simulation(config, log=lambda *_: None)
+    assert summary.method == "my-router" and json.loads((config.run_dir / "summary.json").read_text())["rounds"] == 1
