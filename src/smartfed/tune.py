@@ -72,7 +72,7 @@ def run_tuning(composition: str, out_dir: str, quick: bool = False, overrides: l
     base = load_config(overrides=list(overrides), base={**(QUICK if quick else SCALE), "data.composition": composition,
                                                         "run.out_dir": out_dir})
     routing = _stage(base, routing_trials(), log)
-    best_routing = {k: v for k, v in _best(routing, "smartfed")["keys"].items()}
+    best_routing = _best(routing, "smartfed")["keys"]
     lrs = _stage(base, lr_trials(best_routing), log)
     choice = {m: _best(lrs, m) for m in (*LR_METHODS, *ONCE)}
     record = {"composition": composition, "scale": {k: v for k, v in base.flat().items() if k in (QUICK if quick else SCALE)},

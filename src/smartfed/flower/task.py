@@ -1,6 +1,7 @@
 """What the Flower apps share: the run config from Flower's run config, and what each process loads
 once: the model side (both apps) and, on a SuperNode only, the clients' data."""
 
+import tomllib
 from functools import cache
 
 from smartfed.config import RunConfig, load_config
@@ -17,11 +18,14 @@ def config_from(run_config: dict) -> RunConfig:
     return load_config(path, overrides)
 
 
+def _from_toml(config_toml: str) -> RunConfig:
+    """The config back from its TOML text: the cache key (a config holds a dict, so it is not hashable)."""
+    return RunConfig.model_validate(tomllib.loads(config_toml))
+
+
 @cache
 def _model_side(config_toml: str) -> ModelSide:
-    import tomllib
-
-    return load_model_side(RunConfig.model_validate(tomllib.loads(config_toml)))
+    return load_model_side(_from_toml(config_toml))
 
 
 def model_side(config: RunConfig) -> ModelSide:
@@ -31,9 +35,7 @@ def model_side(config: RunConfig) -> ModelSide:
 
 @cache
 def _partitions(config_toml: str) -> list[list[Example]]:
-    import tomllib
-
-    return client_partitions(RunConfig.model_validate(tomllib.loads(config_toml)))
+    return client_partitions(_from_toml(config_toml))
 
 
 def client_data(config: RunConfig, partition: int) -> list[Example]:
