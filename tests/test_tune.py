@@ -7,7 +7,8 @@ import pytest
 from conftest import tiny_pool
 from smartfed.config import load_config
 from smartfed.fed import workspace
-from smartfed.tune import LR_GRID, LR_METHODS, ONCE, routing_trials, run_tuning
+from smartfed.errors import ConfigError
+from smartfed.tune import LR_GRID, LR_METHODS, ONCE, lr_trials, routing_choice, routing_trials, run_tuning
 
 
 @pytest.mark.slow
@@ -35,3 +36,24 @@ def test_tuning_uses_only_the_dev_split_and_picks_the_lowest_dev_loss(tiny_model
     from smartfed.tune import finished_trials
 
     assert finished_trials(str(tmp_path / "tune"))["routing_trials"] == record["routing_trials"]  # --status reads the same
+    assert routing_choice(str(tmp_path / "tune")) == {k: v for k, v in record["choice"]["smartfed"]["keys"].items() if k != "training.lr"}
+
+
+def test_routing_from_another_sweep_gives_every_method_the_same_trials(tmp_path):
+    chosen = {"run.method": "smartfed", "router.gate": "scaled", "router.kind": "linear", "router.init": "arrow"}
+    (tmp_path / "tuning.json").write_text(json.dumps({"choice": {"smartfed": {"keys": chosen | {"training.lr": 0.01}}}}))
+    assert routing_choice(str(tmp_path)) == chosen
+    trials = lr_trials(routing_choice(str(tmp_path)))
+    per_method = [sum(1 for keys in trials.values() if keys["run.method"] == m) for m in LR_METHODS]
+    assert per_method == [len(LR_GRID)] * len(LR_METHODS)
+    assert all(keys | chosen == keys for keys in trials.values() if keys["run.method"] == "smartfed")
+
+
+def test_routing_from_a_broken_or_unfinished_sweep_is_refused(tmp_path):
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "tuning.json").write_text('{"choice": {}}')
+    with pytest.raises(ConfigError, match=r"broken/tuning.json: expected a tuning record with choice.smartfed.keys"):
+        routing_choice(str(tmp_path / "broken"))
+    (tmp_path / "unfinished").mkdir()
+    with pytest.raises(ConfigError, match=r"expected its 20 routing trials finished, found 0"):
+        routing_choice(str(tmp_path / "unfinished"))

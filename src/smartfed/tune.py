@@ -4,9 +4,13 @@ Stage 1 (routing): SmartFed's gate x router kind x init at the base learning rat
 Stage 2 (learning rate): every trained method at each rate of LR_GRID: FedIT, FFA-LoRA, FLoRA, the
 module router, and SmartFed with stage 1's best routing. LoRAHub (no rate) and Arrow (nothing trained) run once.
 
+With `routing_from` (another composition's tuning folder), stage 1 is not run: SmartFed's routing is
+that folder's choice, and every method, SmartFed included, gets the same len(LR_GRID) trials here.
+
 Every trial is a run folder OUT/<trial> evaluated on the dev split only (eval.split = dev), never on
 held-out data or benchmarks; OUT/tuning.json holds the grid, every trial's dev loss before and after
-training, and the choice per method. A sweep that stops picks up where it stopped.
+training, and the choice per method. A sweep that stops picks up where it stopped. The keys a trial
+does not set are pinned (PINNED), so the sweep means the same after `smartfed run`'s defaults follow it.
 """
 
 import json
@@ -27,6 +31,8 @@ ONCE = ("lorahub", "arrow")
 # 10 clients, 3 a round, 3 rounds of 2 steps of 4 examples; dev loss on 32 items before and after.
 SCALE = {"federation.num_clients": 10, "federation.clients_per_round": 3, "federation.rounds": 3, "training.local_steps": 2,
          "training.batch_size": 4, "training.max_length": 160, "eval.examples": 32, "eval.every": 3, "eval.split": "dev"}
+# the routing and rate every trial starts from (the defaults before tuning), independent of today's defaults
+PINNED = {"router.gate": "softmax", "router.kind": "linear", "router.init": "random", "training.lr": 5e-3}
 QUICK = {"federation.num_clients": 4, "federation.clients_per_round": 2, "federation.min_clients": 1, "federation.rounds": 1,
          "training.local_steps": 1, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4, "eval.every": 1,
          "eval.split": "dev", "lorahub.search_budget": 3}
@@ -63,27 +69,46 @@ def _best(results: list[dict], method: str) -> dict:
     return min((r for r in results if r["keys"]["run.method"] == method), key=lambda r: r["dev_loss_end"])
 
 
-def run_tuning(composition: str, out_dir: str, quick: bool = False, overrides: list[str] = (), log=print) -> dict:
-    """Both stages; the record (grid, trials, choices) is written to OUT/tuning.json and returned."""
+def routing_choice(tuning_dir: str) -> dict:
+    """SmartFed's routing chosen by another sweep: its tuning.json choice, else its best finished routing trial."""
+    record_path = Path(tuning_dir) / "tuning.json"
+    if record_path.is_file():
+        try:
+            return _routing_keys(json.loads(record_path.read_text())["choice"]["smartfed"]["keys"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ConfigError(f"{record_path}: expected a tuning record with choice.smartfed.keys, found {e!r}") from e
+    routing = finished_trials(tuning_dir)["routing_trials"]
+    if len(routing) < len(routing_trials()):
+        raise ConfigError(f"{tuning_dir}: expected its {len(routing_trials())} routing trials finished, found {len(routing)}")
+    return _routing_keys(min(routing, key=lambda r: r["dev_loss_end"])["keys"])
+
+
+def _routing_keys(keys: dict) -> dict:
+    return {k: v for k, v in keys.items() if k in ("run.method", "router.gate", "router.kind", "router.init")}
+
+
+def run_tuning(composition: str, out_dir: str, quick: bool = False, overrides: list[str] = (), log=print,
+               routing_from: str | None = None) -> dict:
+    """Both stages (or stage 2 with `routing_from`'s choice); the record is written to OUT/tuning.json and returned."""
     fixed = sorted({item.split("=", 1)[0] for item in overrides} & {"run.name", "run.method", "training.lr", "router.gate",
                                                                         "router.kind", "router.init", "eval.split"})
     if fixed:
         raise ConfigError(f"--set {fixed[0]}=...: expected a key the tuning does not choose itself")
-    base = load_config(overrides=list(overrides), base={**(QUICK if quick else SCALE), "data.composition": composition,
-                                                        "run.out_dir": out_dir})
-    routing = _stage(base, routing_trials(), log)
-    best_routing = _best(routing, "smartfed")["keys"]
+    base = load_config(overrides=list(overrides), base={**(QUICK if quick else SCALE), **PINNED,
+                                                        "data.composition": composition, "run.out_dir": out_dir})
+    routing = [] if routing_from else _stage(base, routing_trials(), log)
+    best_routing = routing_choice(routing_from) if routing_from else _routing_keys(_best(routing, "smartfed")["keys"])
     lrs = _stage(base, lr_trials(best_routing), log)
     choice = {m: _best(lrs, m) for m in (*LR_METHODS, *ONCE)}
-    record = {"composition": composition, "scale": {k: v for k, v in base.flat().items() if k in (QUICK if quick else SCALE)},
+    record = {"composition": composition, "scale": {k: v for k, v in base.flat().items() if k in {**(QUICK if quick else SCALE), **PINNED}},
               "grid": {"gates": GATES, "routings": ROUTINGS, "lr": LR_GRID, "lr_methods": LR_METHODS, "once": ONCE},
-              "routing_trials": routing, "lr_trials": lrs, "choice": choice}
+              "routing_from": routing_from, "routing_trials": routing, "lr_trials": lrs, "choice": choice}
     atomic_write_text(Path(out_dir) / "tuning.json", json.dumps(record, indent=1))
     atomic_write_text(Path(out_dir) / "tuning.md", tuning_tables(record))
     return record
 
 
-def finished_trials(out_dir: str) -> dict:
+def finished_trials(out_dir: str, routing_from: str | None = None) -> dict:
     """What a sweep that has not finished holds so far: the trials with a summary, as a partial record."""
     def done(trials: dict[str, dict]) -> list[dict]:
         out = []
@@ -93,8 +118,11 @@ def finished_trials(out_dir: str) -> dict:
                 out.append({"trial": name, "keys": keys, "dev_loss_start": start, "dev_loss_end": end})
         return out
 
-    routing = done(routing_trials())
-    best = min(routing, key=lambda r: r["dev_loss_end"])["keys"] if routing else {"run.method": "smartfed"}
+    routing = [] if routing_from else done(routing_trials())
+    if routing_from:
+        best = routing_choice(routing_from)
+    else:
+        best = _routing_keys(min(routing, key=lambda r: r["dev_loss_end"])["keys"]) if routing else {"run.method": "smartfed"}
     lrs = done(lr_trials(best))
     methods = {r["keys"]["run.method"] for r in lrs}
     return {"composition": "(partial)", "routing_trials": routing, "lr_trials": lrs,
@@ -102,8 +130,10 @@ def finished_trials(out_dir: str) -> dict:
 
 
 def tuning_tables(record: dict) -> str:
-    lines = [f"Dev loss (eval.split = dev) before and after the same budget, {record['composition']}.", "",
-             "| gate | router | init | dev loss start | dev loss end |", "|---|---|---|---:|---:|"]
+    lines = [f"Dev loss (eval.split = dev) before and after the same budget, {record['composition']}.", ""]
+    if record.get("routing_from"):
+        lines += [f"SmartFed's routing taken from {record['routing_from']} (no routing trials here).", ""]
+    lines += ["| gate | router | init | dev loss start | dev loss end |", "|---|---|---|---:|---:|"]
     for r in record["routing_trials"]:
         k = r["keys"]
         lines.append(f"| {k['router.gate']} | {k['router.kind']} | {k['router.init']} | {r['dev_loss_start']:.4f} | {r['dev_loss_end']:.4f} |")

@@ -128,7 +128,7 @@ def evaluate(method: Method, side: ModelSide, heldout: list, models: list) -> li
         if key not in cache:
             method.load_state_dict(side.model, state)
             set_quotas(side.model, quotas)
-            cache[key] = item_losses(side.model, side.tokenizer, heldout, max_length=384, desc="held-out loss")
+            cache[key] = item_losses(side.model, side.tokenizer, heldout, max_length=384, desc="evaluation loss")
     return [cache[(id(s), tuple(sorted(q.items())))] for s, q in models]
 
 
