@@ -255,10 +255,12 @@ def test_killed_local_run_resumes_bit_identical(fed_config):
 
 def test_a_missing_default_pool_names_the_command_that_builds_it(tmp_path, monkeypatch):
     from smartfed.errors import AdapterError
+    from smartfed.pool import resolve
     from smartfed.pool.resolve import resolve_pool_file
 
     monkeypatch.setenv("SMARTFED_CACHE", str(tmp_path))
-    with pytest.raises(AdapterError, match=r"default pool of 'smollm2-135m-instruct' is not built.*`smartfed pool build-all --model"):
+    monkeypatch.setattr(resolve, "SHIPPED_POOLS", tmp_path / "shipped")
+    with pytest.raises(AdapterError, match=r"default pool of 'smollm2-135m-instruct' is not shipped or built.*`smartfed pool build-all --model"):
         resolve_pool_file((), "smollm2-135m-instruct", None)
 
 

@@ -3,6 +3,7 @@ cut (the data is fsynced before the rename, the folder after it). Files get the 
 not the 0600 of a temporary file."""
 
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,3 +44,21 @@ def atomic_path(path: str | os.PathLike):
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def replace_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
+    """Put the finished folder `tmp` at `out` as a whole: its files fsynced, the old `out` moved aside
+    and removed only after the rename, the parent fsynced."""
+    tmp, out = Path(tmp), Path(out)
+    for path in tmp.iterdir():
+        _fsync(path)
+    _fsync(tmp, directory=True)
+    old = out.with_name(f".{out.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    _fsync(out.parent, directory=True)
+    if old.exists():
+        shutil.rmtree(old)

@@ -1,4 +1,4 @@
-"""`smartfed pool build | build-all | inspect`."""
+"""`smartfed pool build | build-all | ship | select | inspect`."""
 
 from pathlib import Path
 
@@ -25,8 +25,14 @@ def add_parser(sub) -> None:
 
     build_all = commands.add_parser("build-all", help="the default pool: zh, math, code and instruct modules")
     build_all.add_argument("--out", help="default: the default pool folder of --model, where `smartfed run` looks for it")
+    build_all.add_argument("--ship", action="store_true", help="then ship the modules with the package in bf16 (pool/ship.py)")
     training_options(build_all)
     build_all.set_defaults(run=_run_build_all)
+
+    ship = commands.add_parser("ship", help="copy built default modules into the package in bf16, where `smartfed run` finds them first")
+    ship.add_argument("--model")
+    ship.add_argument("--from", dest="source", help="built pool folder (default: where build-all puts the default pool of --model)")
+    ship.set_defaults(run=_run_ship)
 
     select = commands.add_parser("select", help="pick the modules of a manifest most relevant to a task, and say why")
     select.add_argument("--manifest", required=True, help="TOML library manifest ([[module]] name, source, sha256, skills, license)")
@@ -65,9 +71,28 @@ def _run_build_all(args) -> None:
     from smartfed.pool.build import build_all
     from smartfed.pool.resolve import default_pool_dir
 
-    out = args.out or str(default_pool_dir(args.model or DEFAULT_MODEL))
-    for folder in build_all(out, **_overrides(args)):
+    model = args.model or DEFAULT_MODEL
+    folders = build_all(args.out or str(default_pool_dir(model)), **_overrides(args))
+    for folder in folders:
         print(folder)
+    if args.ship:
+        _ship(folders, model)
+
+
+def _ship(folders: list, model: str) -> None:
+    from smartfed.pool.ship import ship_pool
+
+    for folder in ship_pool(folders, model):
+        print(f"shipped: {folder}")
+
+
+def _run_ship(args) -> None:
+    from smartfed.models import DEFAULT_MODEL
+    from smartfed.pool.resolve import DEFAULT_SKILLS, default_pool_dir
+
+    model = args.model or DEFAULT_MODEL
+    source = Path(args.source) if args.source else default_pool_dir(model)
+    _ship([source / skill for skill in DEFAULT_SKILLS], model)
 
 
 def _run_select(args) -> None:

@@ -1,8 +1,9 @@
 """Where a run's pool comes from: one pool .safetensors file, adapter folders (decomposed once and
-cached beside them), or the default pool built for the base model by `smartfed pool build-all`.
+cached beside them), or the default pool of the base model: the modules shipped with the package
+(`pool/shipped/<model>/`, see pool/ship.py), else those built by `smartfed pool build-all`.
 
-Starting a run never trains modules: a default pool that is not built yet is an error that names the
-command that builds it.
+Starting a run never trains modules: a default pool that is neither shipped nor built is an error that
+names the command that builds it.
 """
 
 import hashlib
@@ -17,6 +18,7 @@ from smartfed.pool.expert_pool import ExpertPool
 from smartfed.pool.sources import fetch_adapter
 
 DEFAULT_SKILLS = ("zh", "math", "code", "instruct")  # the default pool: one module per skill
+SHIPPED_POOLS = Path(__file__).parent / "shipped"  # package data: <model>/<skill>/ PEFT folders in bf16
 
 
 def default_pool_dir(model: str) -> Path:
@@ -24,16 +26,22 @@ def default_pool_dir(model: str) -> Path:
     return cache_dir() / "pools" / Path(model).name.removesuffix(".gguf")
 
 
+def shipped_pool_dir(model: str) -> Path:
+    """Where the package ships the default pool of `model`, if it ships one."""
+    return SHIPPED_POOLS / Path(model).name.removesuffix(".gguf")
+
+
 def default_pool_folders(model: str) -> list[Path]:
-    """The default pool's adapter folders; an AdapterError naming the build command if any is missing."""
+    """The default pool's adapter folders, shipped first, then built; an AdapterError naming the build command if neither is whole."""
+    for root in (shipped_pool_dir(model), default_pool_dir(model)):
+        folders = [root / skill for skill in DEFAULT_SKILLS]
+        if all((f / "adapter_config.json").is_file() for f in folders):
+            return folders
     root = default_pool_dir(model)
-    folders = [root / skill for skill in DEFAULT_SKILLS]
-    missing = [f.name for f in folders if not (f / "adapter_config.json").is_file()]
-    if missing:
-        raise AdapterError(f"the default pool of '{model}' is not built: expected modules {', '.join(DEFAULT_SKILLS)} in {root}, "
-                           f"missing {', '.join(missing)}; build it with `smartfed pool build-all --model {model}` "
-                           f"(or give adapter folders with --set pool.adapters=[...])")
-    return folders
+    missing = [skill for skill in DEFAULT_SKILLS if not (root / skill / "adapter_config.json").is_file()]
+    raise AdapterError(f"the default pool of '{model}' is not shipped or built: expected modules {', '.join(DEFAULT_SKILLS)} in "
+                       f"{shipped_pool_dir(model)} or {root}, missing {', '.join(missing)} in the latter; build it with "
+                       f"`smartfed pool build-all --model {model}` (or give adapter folders with --set pool.adapters=[...])")
 
 
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
