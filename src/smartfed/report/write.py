@@ -4,6 +4,7 @@ from pathlib import Path
 
 from smartfed.io import atomic_write_text
 from smartfed.report.runs import RunResult, bytes_plot, fraction_plot, loss_plot, quota_heatmap, ratio_table, summary_table
+from smartfed.report.claims import claims_table
 from smartfed.report.statistics import statistics_table
 
 
@@ -22,6 +23,10 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     if stats:
         text += ("\nMean over seeds and items with a 95% bootstrap interval (seeds and items resampled together), and the "
                  "paired difference with FedIT on the same seeds and items:\n\n" + stats + "\n")
+    claims = claims_table(results)
+    if claims:
+        text += ("\nThe paper's headline figures against these runs (`smartfed` and `fedit` on the same seeds; the rules are in "
+                 "report/claims.py):\n\n" + claims + "\n")
     text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots if p) + "\n"
     atomic_write_text(out_dir / "report.md", text)
     return text

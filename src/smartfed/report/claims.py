@@ -1,0 +1,133 @@
+"""The paper's headline figures (SPEC section 'Headlines') checked against the runs: holds, does not hold,
+or cannot tell, with the interval or per-seed range that decides it.
+
+Per composition, SmartFed's run `smartfed` (the defaults of `smartfed run`) against FedIT's run `fedit`
+on the same seeds (runs named NAME-seedS are NAME's seeds):
+
+- accuracy, +10.21 pp: the paired 95% bootstrap interval of SmartFed's mean score minus FedIT's (suites
+  weighted equally, seeds and items resampled; report/stats.py). Holds: the interval is above 0 and
+  reaches 10.21; does not hold: it is below 10.21; cannot tell: it holds both 0 and 10.21.
+- convergence 3.95x, communication ~31x, energy ~3.6x: FedIT's / SmartFed's per seed (rounds to FedIT's
+  final loss, bytes sent and received, joules). Holds: every seed reaches 3/4 of the claim; does not
+  hold: no seed does; cannot tell: some do.
+- 10% data beats FedIT on all of it: `smartfed-frac0.1` against `fedit`, the paired interval of the
+  mean score (of the held-out loss where no suite was scored). Holds: the interval is on SmartFed's
+  side of 0; does not hold: on FedIT's side; cannot tell: it holds 0.
+"""
+
+import re
+
+import numpy as np
+
+from smartfed.report.runs import RunResult
+from smartfed.report.stats import paired
+
+ACCURACY_PP, CONVERGENCE, COMMUNICATION, ENERGY = 10.21, 3.95, 31.0, 3.6
+NEAR = 0.75  # a ratio claim holds for a seed at 3/4 of the claimed ratio or more
+
+
+def _base_name(run: RunResult) -> str:
+    return re.sub(r"-seed\d+$", "", run.name)
+
+
+def _seeds(results: list[RunResult], composition: str, name: str) -> dict[int, RunResult]:
+    return {r.config.run.seed: r for r in results if r.config.data.composition == composition and _base_name(r) == name}
+
+
+def _score_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(correct x weight, weight) per (seed, item); each suite weighs 1 in all, so the ratio is the mean over suites."""
+    suites = sorted(runs[0].score_items)
+    if not suites or any(sorted(r.score_items) != suites or [len(r.score_items[s]) for s in suites]
+                         != [len(runs[0].score_items[s]) for s in suites] for r in runs):
+        return None
+    weights = np.array([[1.0 / len(r.score_items[s]) for s in suites for _ in r.score_items[s]] for r in runs])
+    values = np.array([[c for s in suites for c in r.score_items[s]] for r in runs]) * weights
+    return values, weights
+
+
+def _loss_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
+    items = [r.loss_items for r in runs]
+    if any(i is None for i in items) or len({len(i) for i in items}) != 1:
+        return None
+    cells = np.array(items, dtype=float)  # (seeds, items, 2)
+    return cells[..., 0], cells[..., 1]
+
+
+def _paired(a: list[RunResult], b: list[RunResult], cells) -> tuple[float, float, float] | None:
+    ca, cb = cells(a), cells(b)
+    if ca is None or cb is None or ca[0].shape != cb[0].shape:
+        return None
+    estimate, low, high, _ = paired(ca, cb)
+    return estimate, low, high
+
+
+def accuracy_claim(smart: list[RunResult], fedit: list[RunResult]) -> tuple[str, str]:
+    diff = _paired(smart, fedit, _score_cells)
+    if diff is None:
+        return "cannot tell", "no benchmark scores on the same seeds and items"
+    estimate, low, high = (100 * v for v in diff)
+    verdict = "holds" if low > 0 and high >= ACCURACY_PP else "does not hold" if high < ACCURACY_PP else "cannot tell"
+    return verdict, f"{estimate:+.1f} pp [{low:+.1f}, {high:+.1f}]"
+
+
+def _ratio_claim(ratios: list[float | None], claim: float, unit: str) -> tuple[str, str]:
+    shown = ", ".join("not reached" if r is None else f"{r:.2f}x" for r in ratios)
+    near = [r is not None and r >= NEAR * claim for r in ratios]
+    verdict = "holds" if all(near) else "does not hold" if not any(near) else "cannot tell"
+    return verdict, f"{unit} per seed: {shown}"
+
+
+def convergence_ratios(smart: list[RunResult], fedit: list[RunResult]) -> list[float | None]:
+    """FedIT's rounds to its own final loss / SmartFed's rounds to that loss, per seed (None: never reached)."""
+    out = []
+    for s, f in zip(smart, fedit):
+        target = f.losses[-1][1]
+        reach, fedit_reach = s.rounds_to_reach(target), f.rounds_to_reach(target)
+        out.append(fedit_reach / reach if reach and fedit_reach else None)
+    return out
+
+
+def data_claim(small: list[RunResult], fedit: list[RunResult]) -> tuple[str, str]:
+    if not small:
+        return "cannot tell", "no `smartfed-frac0.1` run on FedIT's seeds"
+    diff = _paired(small, fedit, _score_cells)
+    if diff is not None:
+        estimate, low, high = (100 * v for v in diff)
+        better, worse, shown = low > 0, high < 0, f"score {estimate:+.1f} pp [{low:+.1f}, {high:+.1f}]"
+    else:
+        diff = _paired(small, fedit, _loss_cells)
+        if diff is None:
+            return "cannot tell", "no scores or held-out losses on the same seeds and items"
+        estimate, low, high = diff
+        better, worse, shown = high < 0, low > 0, f"held-out loss {estimate:+.4f} [{low:+.4f}, {high:+.4f}]"
+    return ("holds" if better else "does not hold" if worse else "cannot tell"), shown
+
+
+def composition_claims(results: list[RunResult], composition: str) -> list[tuple[str, str, str]] | None:
+    """(claim, verdict, evidence) rows for one composition; None without `smartfed` and `fedit` runs on common seeds."""
+    smart_by, fedit_by = _seeds(results, composition, "smartfed"), _seeds(results, composition, "fedit")
+    seeds = sorted(smart_by.keys() & fedit_by.keys())
+    if not seeds:
+        return None
+    smart, fedit = [smart_by[s] for s in seeds], [fedit_by[s] for s in seeds]
+    small_by = _seeds(results, composition, "smartfed-frac0.1")
+    small_seeds = sorted(small_by.keys() & fedit_by.keys())
+    bytes_ratios = [f.bytes_total / s.bytes_total if s.bytes_total else None for s, f in zip(smart, fedit)]
+    energy_ratios = [f.energy_j / s.energy_j if s.energy_j else None for s, f in zip(smart, fedit)]
+    return [
+        ("+10.21 pp accuracy", *accuracy_claim(smart, fedit)),
+        ("3.95x faster convergence", *_ratio_claim(convergence_ratios(smart, fedit), CONVERGENCE, "FedIT rounds / rounds")),
+        ("~31x less communication", *_ratio_claim(bytes_ratios, COMMUNICATION, "FedIT bytes / bytes")),
+        ("~3.6x less energy", *_ratio_claim(energy_ratios, ENERGY, "FedIT J / J")),
+        ("10% data beats FedIT on all", *data_claim([small_by[s] for s in small_seeds], [fedit_by[s] for s in small_seeds])),
+    ]
+
+
+def claims_table(results: list[RunResult]) -> str | None:
+    """Markdown: one row per (composition, claim); None when no composition has both `smartfed` and `fedit`."""
+    lines = ["| composition | seeds | paper's claim | verdict | evidence (95% interval or per-seed values) |", "|---|---:|---|---|---|"]
+    for composition in dict.fromkeys(r.config.data.composition for r in results):
+        rows = composition_claims(results, composition)
+        seeds = len(_seeds(results, composition, "smartfed").keys() & _seeds(results, composition, "fedit").keys())
+        lines += [f"| {composition} | {seeds} | {claim} | **{verdict}** | {evidence} |" for claim, verdict, evidence in rows or []]
+    return "\n".join(lines) if len(lines) > 2 else None

@@ -1,0 +1,69 @@
+"""The headline-claims table on runs built by hand, each verdict worked out from the rules in report/claims.py."""
+
+from smartfed.config import load_config
+from smartfed.fed.records import ClientRecord, RoundRecord, Summary
+from smartfed.report.claims import claims_table, composition_claims
+from smartfed.report.runs import RunResult
+
+
+def run(name, method, seed, losses, items=((1.0, 1), (1.0, 1)), scores=None, sent=100, joules=10.0, fraction=1.0):
+    """A run whose held-out loss per round is `losses` (round 0 first); `items` are its last round's per-item cells."""
+    metrics = [RoundRecord(round=r, heldout_loss=loss, heldout_items=list(items) if r == len(losses) - 1 else None,
+                           clients=[ClientRecord(client=0, tokens=1)] if r else []) for r, loss in enumerate(losses)]
+    summary = Summary(method=method, rounds=len(losses) - 1, initial_heldout_loss=losses[0], final_heldout_loss=losses[-1],
+                      cumulative_bytes_up=sent // 2, cumulative_bytes_down=sent - sent // 2, state_bytes=1, pool_bytes_per_client_once=0,
+                      energy_compute_j=joules, energy_radio_j=0.0, client_cpu_s=1.0, wall_s=1.0, final_checkpoint="")
+    config = load_config(overrides=[f"run.method={method}", f"run.seed={seed}", f"run.name={name}", f"data.fraction={fraction}"])
+    return RunResult(name, config, metrics, summary, scores or {})
+
+
+def _named(base, seed):
+    return base if seed == 0 else f"{base}-seed{seed}"
+
+
+def verdicts(results):
+    return {claim: (verdict, evidence) for claim, verdict, evidence in composition_claims(results, "zh+math")}
+
+
+def test_every_claim_holds_where_the_runs_are_far_better_than_claimed():
+    fedit = [run(_named("fedit", s), "fedit", s, [3.0, 2.0, 1.5, 1.0], scores={"mbpp": [0.0, 0.0], "mgsm-zh": [0.0, 1.0, 0.0, 0.0]},
+                 sent=3200, joules=40.0) for s in (0, 1)]
+    smart = [run(_named("smartfed", s), "smartfed", s, [3.0, 0.9, 0.8, 0.7], scores={"mbpp": [1.0, 1.0], "mgsm-zh": [1.0, 1.0, 1.0, 1.0]},
+                 sent=100, joules=10.0) for s in (0, 1)]
+    small = [run(_named("smartfed-frac0.1", s), "smartfed", s, [3.0, 1.0], scores={"mbpp": [1.0, 0.0], "mgsm-zh": [1.0, 1.0, 1.0, 1.0]},
+                 fraction=0.1) for s in (0, 1)]
+    got = verdicts(fedit + smart + small)
+    # by hand: FedIT's mean score (0/2 + 1/4) / 2 = 12.5 %, SmartFed's 100 %: +87.5 pp; no item favours FedIT
+    verdict, evidence = got["+10.21 pp accuracy"]
+    assert verdict == "holds" and evidence.startswith("+87.5 pp [") and evidence.endswith(", +100.0]")
+    # FedIT reaches its final 1.0 in round 3, SmartFed in round 1: 3.00x >= 0.75 x 3.95 = 2.96
+    assert got["3.95x faster convergence"] == ("holds", "FedIT rounds / rounds per seed: 3.00x, 3.00x")
+    assert got["~31x less communication"] == ("holds", "FedIT bytes / bytes per seed: 32.00x, 32.00x")
+    assert got["~3.6x less energy"] == ("holds", "FedIT J / J per seed: 4.00x, 4.00x")
+    # 10% data: (1/2 + 4/4) / 2 = 75 % against 12.5 %: +62.5 pp
+    verdict, evidence = got["10% data beats FedIT on all"]
+    assert verdict == "holds" and evidence.startswith("score +62.5 pp [")
+
+
+def test_claims_fail_or_stay_open_where_the_evidence_says_so():
+    fedit = [run(_named("fedit", s), "fedit", s, [3.0, 2.0, 1.5, 1.2, 1.0], items=[(2.0, 2), (2.0, 2)], scores={"mbpp": [1.0, 0.0]},
+                 sent=100) for s in (0, 1)]
+    smart = [run("smartfed", "smartfed", 0, [3.0, 0.9], scores={"mbpp": [1.0, 0.0]}, sent=50, joules=2.0),
+             run("smartfed-seed1", "smartfed", 1, [3.0, 2.0], scores={"mbpp": [1.0, 0.0]}, sent=50, joules=20.0)]
+    small = [run(_named("smartfed-frac0.1", s), "smartfed", s, [3.0, 2.5], items=[(3.0, 2), (3.0, 2)], fraction=0.1) for s in (0, 1)]
+    got = verdicts(fedit + smart + small)
+    assert got["+10.21 pp accuracy"] == ("does not hold", "+0.0 pp [+0.0, +0.0]")  # the same items right
+    assert got["3.95x faster convergence"] == ("cannot tell", "FedIT rounds / rounds per seed: 4.00x, not reached")
+    assert got["~31x less communication"] == ("does not hold", "FedIT bytes / bytes per seed: 2.00x, 2.00x")
+    assert got["~3.6x less energy"] == ("cannot tell", "FedIT J / J per seed: 5.00x, 0.50x")  # FedIT's 10 J by default
+    # no scores on the 10% runs: held-out loss 6/4 = 1.5 against 4/4 = 1.0, worse on every draw
+    assert got["10% data beats FedIT on all"] == ("does not hold", "held-out loss +0.5000 [+0.5000, +0.5000]")
+
+
+def test_the_table_needs_smartfed_and_fedit_on_common_seeds():
+    fedit = run("fedit", "fedit", 0, [3.0, 1.0])
+    assert claims_table([fedit]) is None
+    assert claims_table([fedit, run("smartfed-seed1", "smartfed", 1, [3.0, 1.0])]) is None
+    table = claims_table([fedit, run("smartfed", "smartfed", 0, [3.0, 1.0])])
+    assert "| zh+math | 1 | 10% data beats FedIT on all | **cannot tell** | no `smartfed-frac0.1` run on FedIT's seeds |" in table
+    assert "| zh+math | 1 | +10.21 pp accuracy | **cannot tell** | no benchmark scores on the same seeds and items |" in table
