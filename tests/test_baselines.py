@@ -170,6 +170,8 @@ def test_quick_comparison_script_runs_every_method_and_reports_ratios(fed_setup,
     for png in ("heldout_loss.png", "loss_vs_bytes.png"):
         assert (out / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((out / "fedit" / "scores.json").read_text())["code_sandbox_isolation"]  # kept with the scores
+    if composition == "zh+math":  # `smartfed` and `fedit` ran: the headline figures are checked
+        assert f"| {composition} | 1 | ~31x less communication |" in report
 
 
 @pytest.mark.slow

@@ -14,8 +14,10 @@ from smartfed.fed.run_folder import CHECKPOINTS, METRICS, SUMMARY, RunFolder
 from smartfed.fed.simulation import run_simulation
 from smartfed.methods import get_method
 
-# run name -> config keys: every router kind with and without EEQA, and every baseline.
+# run name -> config keys: SmartFed as `smartfed run` sets it (the headline run), every router kind with
+# and without EEQA, and every baseline.
 METHOD_RUNS: dict[str, dict] = {
+    "smartfed": {"run.method": "smartfed"},
     **{f"smartfed-{kind}{'' if eeqa else '-topk'}": {"run.method": "smartfed", "router.kind": kind, "eeqa.enabled": eeqa}
        for kind in ("linear", "activation", "lowrank") for eeqa in (True, False)},
     "fedit": {"run.method": "fedit"},
