@@ -7,7 +7,7 @@ import torch
 from conftest import tiny_llama, tiny_tokenizer
 from smartfed.data import Example, load_source
 from smartfed.data.tokenize import collate, encode_for_training
-from smartfed.eval.generate import generate, heldout_loss
+from smartfed.eval.generate import generate, heldout_loss, item_losses
 from smartfed.data.math_answers import answers_match
 from smartfed.eval.sandbox import run_program
 from smartfed.eval.suites import _code_program, _pal_answer, extract_code
@@ -70,6 +70,33 @@ def test_heldout_loss_is_the_mean_nll_of_answer_tokens(tiny_with_tokenizer):
                 expected_sum -= logp[t - 1, labels[t]].item()
                 expected_count += 1
     assert heldout_loss(model, tokenizer, examples, batch_size=2) == pytest.approx(expected_sum / expected_count, rel=1e-5)
+
+
+def _by_hand(model, tokenizer, example):
+    """(summed NLL, answer tokens) of one example alone: full logits, no padding."""
+    ids, labels = encode_for_training(tokenizer, example, 384)
+    with torch.no_grad():
+        logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
+    picked = [-logp[t - 1, labels[t]].item() for t in range(1, len(ids)) if labels[t] != -100]
+    return sum(picked), len(picked)
+
+
+@pytest.mark.parametrize("family", ["llama", "gemma2"])  # gemma2: the model's own head soft-caps its logits
+def test_item_losses_batched_by_length_equal_each_item_alone(tiny_with_tokenizer, family):
+    model, tokenizer = tiny_with_tokenizer
+    if family == "gemma2":
+        from transformers import Gemma2Config, Gemma2ForCausalLM
+
+        torch.manual_seed(1)
+        model = Gemma2ForCausalLM(Gemma2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                               num_attention_heads=4, num_key_value_heads=2, head_dim=8,
+                                               final_logit_softcapping=2.0)).eval()
+    # prompts and answers of mixed lengths, out of length order, so batches are re-ordered and padded
+    examples = [Example(f"t/{i}", "question " * (7 - 2 * i) + str(i), "answer " * (1 + 3 * (i % 3)), "math", "en", "t") for i in range(5)]
+    got = item_losses(model, tokenizer, examples, batch_size=2)
+    for (total, count), e in zip(got, examples):
+        want_total, want_count = _by_hand(model, tokenizer, e)
+        assert count == want_count and total == pytest.approx(want_total, rel=1e-5)
 
 
 def test_training_labels_mask_the_prompt():

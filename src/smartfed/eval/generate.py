@@ -27,17 +27,28 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, ba
 @torch.no_grad()
 def item_losses(model, tokenizer, examples: list[Example], max_length: int = 384, batch_size: int = 8,
                 desc: str = "loss") -> list[tuple[float, int]]:
-    """(summed NLL, answer tokens) of each example, teacher forced: what per-item statistics need."""
+    """(summed NLL, answer tokens) of each example, teacher forced: what per-item statistics need.
+
+    Items are batched by length (less padding) and the model computes logits only from the first answer
+    position of the batch on (`logits_to_keep`): the prompt's logits over the vocabulary are never made.
+    """
     model.eval()
-    out, device = [], next(model.parameters()).device
+    device = next(model.parameters()).device
     pairs = [encode_for_training(tokenizer, e, max_length) for e in examples]
-    for start in tqdm(range(0, len(pairs), batch_size), desc=desc, unit="batch", leave=False):
-        batch = collate(pairs[start : start + batch_size], tokenizer.pad_token_id, device)
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-        labels = batch["labels"][:, 1:]
-        nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels, ignore_index=-100, reduction="none")  # (B, T) fp32
-        sums, counts = nll.sum(-1).tolist(), (labels != -100).sum(-1).tolist()  # sync point, once per batch
-        out += list(zip(sums, counts))
+    order = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))  # similar lengths batch together
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(pairs)
+    for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
+        idx = order[start : start + batch_size]
+        batch = collate([pairs[i] for i in idx], tokenizer.pad_token_id, device)
+        labels = batch["labels"]  # (B, T), -100 on prompt and padding
+        first = int((labels != -100).int().argmax(dim=1).min())  # the batch's first answer token
+        keep = torch.arange(max(first - 1, 0), labels.shape[1] - 1, device=device)  # positions that predict an answer token
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep).logits  # (B, K, V)
+        targets = labels[:, keep + 1]  # (B, K)
+        nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=-100, reduction="none")  # (B, K)
+        sums, counts = nll.sum(-1).tolist(), (targets != -100).sum(-1).tolist()  # sync point, once per batch
+        for row, i in enumerate(idx):
+            out[i] = (sums[row], counts[row])
     return out
 
 
