@@ -5,6 +5,7 @@ A run that already has its summary is kept (a sweep picks up where it stopped); 
 mid-way is resumed from its last round.
 """
 
+import json
 import shutil
 from pathlib import Path
 
@@ -37,20 +38,37 @@ QUICK = {"federation.num_clients": 4, "federation.clients_per_round": 2, "federa
          "lorahub.search_budget": 3}
 
 
+def tuned_rates(tuning_dir: str) -> dict[str, float]:
+    """Method -> the learning rate `smartfed tune` chose for it on the dev split (OUT/tuning.json)."""
+    path = Path(tuning_dir) / "tuning.json"
+    try:
+        choice = json.loads(path.read_text(encoding="utf-8"))["choice"]
+        return {method: float(c["keys"]["training.lr"]) for method, c in choice.items() if "training.lr" in c["keys"]}
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"{path}: expected a tuning record (choice.<method>.keys.training.lr), found {err!r}") from err
+
+
 def comparison_configs(composition: str, out_dir: str, methods: list[str], fractions: list[float], quick: bool,
-                       overrides: list[str] = (), seeds: list[int] = (0,)) -> list[RunConfig]:
+                       overrides: list[str] = (), seeds: list[int] = (0,), rates: dict[str, float] | None = None) -> list[RunConfig]:
     """One config per (method run, data fraction, seed); names say them (`fedit`, `fedit-frac0.1`, `fedit-seed2`;
-    seed 0 keeps the plain name, so a sweep made before seeds existed is picked up)."""
+    seed 0 keeps the plain name, so a sweep made before seeds existed is picked up). `rates`: each method's
+    tuned learning rate (`tuned_rates`), applied to every run of that method."""
     unknown = [m for m in methods if m not in METHOD_RUNS]
     if unknown:
         raise ConfigError(f"unknown method run '{unknown[0]}': expected one of {', '.join(METHOD_RUNS)}")
-    controlled = {"run.name", "run.seed", "data.fraction", *(k for run in METHOD_RUNS.values() for k in run)}
+    controlled = {"run.name", "run.seed", "data.fraction", *(k for run in METHOD_RUNS.values() for k in run),
+                  *(("training.lr",) if rates else ())}
     fixed = sorted({item.split("=", 1)[0].strip() for item in overrides} & controlled)
     if fixed:
         raise ConfigError(f"--set {fixed[0]}=...: expected a key the sweep does not set itself (it sets {sorted(controlled)})")
     base = load_config(overrides=list(overrides),
                        base={**(QUICK if quick else STANDARD), "data.composition": composition, "run.out_dir": out_dir})
-    return [base.with_values({"run.name": _name(method, fraction, seed), "data.fraction": fraction, "run.seed": seed, **METHOD_RUNS[method]})
+    def rate(method: str) -> dict:
+        lr = (rates or {}).get(METHOD_RUNS[method]["run.method"])
+        return {} if lr is None else {"training.lr": lr}
+
+    return [base.with_values({"run.name": _name(method, fraction, seed), "data.fraction": fraction, "run.seed": seed,
+                              **METHOD_RUNS[method], **rate(method)})
             for method in methods for fraction in fractions for seed in seeds]
 
 

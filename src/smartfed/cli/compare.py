@@ -1,4 +1,4 @@
-"""`smartfed compare COMPOSITION [--quick] [--methods ...] [--fractions ...]`: every method, one report."""
+"""`smartfed compare COMPOSITION [--quick] [--methods ...] [--fractions ...] [--seeds ...] [--tuning DIR]`: every method, one report."""
 
 
 def add_parser(sub) -> None:
@@ -9,6 +9,8 @@ def add_parser(sub) -> None:
     p.add_argument("--list", action="store_true", help="list the method runs and the config keys each sets, then stop")
     p.add_argument("--fractions", default="1", help="data fractions, comma-separated (a sweep: 0.1,0.25,1)")
     p.add_argument("--seeds", default="0", help="seeds, comma-separated (0,1,2: three runs of every method; the report gives intervals)")
+    p.add_argument("--tuning", metavar="DIR", help="a `smartfed tune` folder: every method runs at the learning rate chosen "
+                   "for it there (its tuning.json)")
     p.add_argument("--quick", action="store_true", help="CI smoke scale: 2 rounds, 4 clients, 1 step, 2 items per suite")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key for every run")
     p.set_defaults(run=run)
@@ -17,7 +19,7 @@ def add_parser(sub) -> None:
 def run(args) -> None:
     from pathlib import Path
 
-    from smartfed.compare import METHOD_RUNS, comparison_configs, run_comparison
+    from smartfed.compare import METHOD_RUNS, comparison_configs, run_comparison, tuned_rates
     from smartfed.errors import ConfigError
     from smartfed.report.write import write_report
 
@@ -34,7 +36,8 @@ def run(args) -> None:
     except ValueError as err:
         raise ConfigError(f"--seeds: expected comma-separated ints, found {args.seeds!r}") from err
     methods = (args.methods or ",".join(METHOD_RUNS)).split(",")
-    configs = comparison_configs(args.composition, str(out), methods, fractions, args.quick, args.overrides, seeds)
+    rates = tuned_rates(args.tuning) if args.tuning else None
+    configs = comparison_configs(args.composition, str(out), methods, fractions, args.quick, args.overrides, seeds, rates)
     runs = run_comparison(configs)
     report_dir = out / ("report" if fractions == [1.0] else "report-data-fraction")  # a sweep may share the runs folder
     print(write_report(runs, report_dir))
