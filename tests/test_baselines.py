@@ -184,15 +184,15 @@ def test_quick_data_fraction_sweep_plots_score_and_loss_against_fraction(fed_set
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     finished = sorted(d.name for d in (tmp_path / "sweep").iterdir() if (d / "summary.json").is_file())
-    assert finished == sorted(f"{m}{s}" for m in ("smartfed-linear", "fedit") for s in ("-frac0.1", "-frac0.25", ""))
-    for name, fraction in (("smartfed-linear-frac0.1", 0.1), ("fedit-frac0.25", 0.25), ("fedit", 1.0)):
+    assert finished == sorted(f"{m}{s}" for m in ("smartfed", "fedit") for s in ("-frac0.1", "-frac0.25", ""))
+    for name, fraction in (("smartfed-frac0.1", 0.1), ("fedit-frac0.25", 0.25), ("fedit", 1.0)):
         config = load_config(str(tmp_path / "sweep" / name / "config.toml"))
         assert config.data.fraction == fraction
         data = client_partitions(config)  # each client keeps ceil(fraction * its share)
         full = client_partitions(config.with_values({"data.fraction": 1.0}))
         assert [len(d) for d in data] == [max(1, math.ceil(fraction * len(f))) for f in full]
     report = tmp_path / "sweep" / "report-data-fraction"
-    assert "| smartfed-linear-frac0.1 | fedit-frac0.1 |" in (report / "report.md").read_text()
+    assert "| smartfed-frac0.1 | fedit-frac0.1 |" in (report / "report.md").read_text()
     assert (report / "data_fraction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

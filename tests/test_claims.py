@@ -57,7 +57,7 @@ def test_claims_fail_or_stay_open_where_the_evidence_says_so():
     assert got["~31x less communication"] == ("does not hold", "FedIT bytes / bytes per seed: 2.00x, 2.00x")
     assert got["~3.6x less energy"] == ("cannot tell", "FedIT J / J per seed: 5.00x, 0.50x")  # FedIT's 10 J by default
     # no scores on the 10% runs: held-out loss 6/4 = 1.5 against 4/4 = 1.0, worse on every draw
-    assert got["10% data beats FedIT on all"] == ("does not hold", "held-out loss +0.5000 [+0.5000, +0.5000]")
+    assert got["10% data beats FedIT on all"] == ("does not hold", "held-out loss +0.5000 [+0.5000, +0.5000], 2 seeds")
 
 
 def test_the_table_needs_smartfed_and_fedit_on_common_seeds():

@@ -34,6 +34,7 @@ def test_a_shipped_module_is_the_built_one_in_bf16_and_peft_loads_it(tmp_path):
         card = json.loads((out / CARD).read_text())
         assert card["final_loss"] == 1.5
         assert card["shipped"]["fp32_weights_sha256"] == hashlib.sha256((folder / "adapter_model.safetensors").read_bytes()).hexdigest()
+        assert (out / "adapter_model.safetensors").stat().st_size < 0.6 * (folder / "adapter_model.safetensors").stat().st_size
     x = torch.randint(0, 64, (2, 7), generator=torch.Generator().manual_seed(0))
     want = PeftModel.from_pretrained(copy.deepcopy(base), str(built[0]))(input_ids=x).logits
     got = PeftModel.from_pretrained(copy.deepcopy(base), str(shipped[0]))(input_ids=x).logits
@@ -48,15 +49,22 @@ def test_shipping_again_replaces_the_folder_whole(tmp_path):
     assert torch.equal(load_file(second / "adapter_model.safetensors")["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"],
                        load_file(tmp_path / "b" / "zh" / "adapter_model.safetensors")["base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"].to(torch.bfloat16))
     assert sorted(p.name for p in (tmp_path / "shipped").iterdir()) == ["zh"]
+    ship_pool([_built(base, tmp_path / "c" / s, n) for n, s in enumerate(("zh", "math"))], "tiny-model", tmp_path / "shipped")
+    ship_pool([_built(base, tmp_path / "d" / "code", 7)], "tiny-model", tmp_path / "shipped")
+    assert sorted(p.name for p in (tmp_path / "shipped").iterdir()) == ["code"]  # the pool is replaced whole, not merged
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp or old folders left
 
 
 def test_shipping_refuses_an_unbuilt_folder_or_a_pool_over_the_size_cap(tmp_path):
     base = tiny_llama()
     bare = tmp_path / "bare"
     make_adapter(base, bare, 0, r=4, lora_alpha=8, target_modules=["q_proj"])
+    good = ship_pool([_built(base, tmp_path / "zh0", 0)], "tiny-model", tmp_path / "shipped")[0]
+    before = (good / "adapter_model.safetensors").read_bytes()
     with pytest.raises(AdapterError, match=r"bare: expected smartfed_card.json"):
-        ship_pool([bare], "tiny-model", tmp_path / "shipped")
-    built = _built(base, tmp_path / "zh", 0)
+        ship_pool([_built(base, tmp_path / "zh", 3), bare], "tiny-model", tmp_path / "shipped")
+    assert (good / "adapter_model.safetensors").read_bytes() == before  # a bad second module changes nothing
+    built = tmp_path / "zh"
     with pytest.raises(AdapterError, match=r"expected at most 0.001 MB of bf16 weights, found 0\.\d+ MB"):
         ship_pool([built], "tiny-model", tmp_path / "shipped2", max_mb=0.001)
     assert not (tmp_path / "shipped2").exists()

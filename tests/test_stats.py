@@ -85,23 +85,11 @@ def test_each_setting_is_compared_with_fedit_on_its_own_data_fraction():
     assert "| -1.0000 [" in row  # 2.0 - 3.0 against FedIT at 10% of the data, not +0.5 against FedIT on all of it
 
 
-def test_a_comparison_runs_each_method_at_its_tuned_rate(tmp_path):
-    from smartfed.compare import comparison_configs, tuned_rates
-    from smartfed.errors import ConfigError
 
-    choice = {"smartfed": {"keys": {"run.method": "smartfed", "router.gate": "scaled", "training.lr": 0.03}},
-              "fedit": {"keys": {"run.method": "fedit", "training.lr": 0.001}}, "lorahub": {"keys": {"run.method": "lorahub"}}}
-    (tmp_path / "tuning.json").write_text(__import__("json").dumps({"choice": choice}))
-    rates = tuned_rates(str(tmp_path))
-    assert rates == {"smartfed": 0.03, "fedit": 0.001}
-    configs = comparison_configs("zh+math", str(tmp_path / "out"), ["smartfed", "smartfed-activation", "fedit", "lorahub"], [1.0],
-                                 quick=True, rates=rates)
-    default_lr = load_config().training.lr
-    assert [(c.run.name, c.training.lr) for c in configs] == [("smartfed", 0.03), ("smartfed-activation", 0.03), ("fedit", 0.001),
-                                                               ("lorahub", default_lr)]
-    with pytest.raises(ConfigError, match=r"--set training.lr=...: expected a key the sweep does not set itself"):
-        comparison_configs("zh+math", str(tmp_path / "out"), ["fedit"], [1.0], quick=True, overrides=["training.lr=0.1"], rates=rates)
-    (tmp_path / "bad").mkdir()
-    (tmp_path / "bad" / "tuning.json").write_text('{"choice": {"fedit": {"keys": {"training.lr": "fast"}}}}')
-    with pytest.raises(ConfigError, match=r"bad/tuning.json: expected a tuning record"):
-        tuned_rates(str(tmp_path / "bad"))
+def test_runs_of_one_config_under_other_names_stay_apart():
+    from smartfed.report.runs import settings
+
+    runs = [run("smartfed", "smartfed", 0, [(1.0, 1)], [1.0]), run("smartfed-linear", "smartfed", 0, [(1.0, 1)], [1.0]),
+            run("smartfed-seed1", "smartfed", 1, [(1.0, 1)], [1.0])]
+    assert {label: [r.name for r in rs] for label, rs in settings(runs).items()} == {
+        "smartfed": ["smartfed", "smartfed-seed1"], "smartfed-linear": ["smartfed-linear"]}

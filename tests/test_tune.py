@@ -55,5 +55,28 @@ def test_routing_from_a_broken_or_unfinished_sweep_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"broken/tuning.json: expected a tuning record with choice.smartfed.keys"):
         routing_choice(str(tmp_path / "broken"))
     (tmp_path / "unfinished").mkdir()
-    with pytest.raises(ConfigError, match=r"expected its 20 routing trials finished, found 0"):
+    with pytest.raises(ConfigError, match=rf"expected its {len(routing_trials())} routing trials finished, found 0"):
         routing_choice(str(tmp_path / "unfinished"))
+    (tmp_path / "partial").mkdir()
+    (tmp_path / "partial" / "tuning.json").write_text('{"choice": {"smartfed": {"keys": {"run.method": "smartfed", "router.gate": "scaled"}}}}')
+    with pytest.raises(ConfigError, match=r"partial/tuning.json: .*expected the keys .*found none for router.kind"):
+        routing_choice(str(tmp_path / "partial"))
+
+
+def test_with_routing_from_only_the_rate_trials_run(tmp_path, monkeypatch):
+    import smartfed.tune as tune
+
+    chosen = {"run.method": "smartfed", "router.gate": "sigmoid", "router.kind": "activation", "router.init": "arrow"}
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "tuning.json").write_text(json.dumps({"choice": {"smartfed": {"keys": chosen | {"training.lr": 0.01}}}}))
+    stages = []
+
+    def fake_stage(base, trials, log):  # records what would run; a dev loss per trial from its position
+        stages.append(trials)
+        return [{"trial": n, "keys": k, "dev_loss_start": 3.0, "dev_loss_end": 2.0 - 0.01 * i} for i, (n, k) in enumerate(trials.items())]
+
+    monkeypatch.setattr(tune, "_stage", fake_stage)
+    record = run_tuning("math+code", str(tmp_path / "here"), quick=True, routing_from=str(tmp_path / "other"), log=lambda *_: None)
+    assert len(stages) == 1 and stages[0] == lr_trials(chosen) and record["routing_trials"] == []
+    assert record["routing_from"] == str(tmp_path / "other")
+    assert record["choice"]["smartfed"]["keys"] == chosen | {"training.lr": LR_GRID[-1]}  # the last trial of each method is lowest here

@@ -9,18 +9,20 @@ import json
 import shutil
 from pathlib import Path
 
-from smartfed.config import RunConfig, load_config
+from smartfed.config import RouterSection, RunConfig, load_config
 from smartfed.errors import ConfigError
 from smartfed.fed.run_folder import CHECKPOINTS, METRICS, SUMMARY, RunFolder
 from smartfed.fed.simulation import run_simulation
 from smartfed.methods import get_method
 
-# run name -> config keys: SmartFed as `smartfed run` sets it (the headline run), every router kind with
-# and without EEQA, and every baseline.
+# run name -> config keys: SmartFed as `smartfed run` sets it (the headline run) with and without EEQA,
+# every other router kind with and without EEQA, and every baseline.
+_DEFAULT_KIND = RouterSection().kind
 METHOD_RUNS: dict[str, dict] = {
     "smartfed": {"run.method": "smartfed"},
+    "smartfed-topk": {"run.method": "smartfed", "eeqa.enabled": False},
     **{f"smartfed-{kind}{'' if eeqa else '-topk'}": {"run.method": "smartfed", "router.kind": kind, "eeqa.enabled": eeqa}
-       for kind in ("linear", "activation", "lowrank") for eeqa in (True, False)},
+       for kind in ("linear", "activation", "lowrank") if kind != _DEFAULT_KIND for eeqa in (True, False)},
     "fedit": {"run.method": "fedit"},
     "ffa-lora": {"run.method": "ffa-lora"},
     "flora": {"run.method": "flora"},
@@ -38,14 +40,19 @@ QUICK = {"federation.num_clients": 4, "federation.clients_per_round": 2, "federa
          "lorahub.search_budget": 3}
 
 
-def tuned_rates(tuning_dir: str) -> dict[str, float]:
-    """Method -> the learning rate `smartfed tune` chose for it on the dev split (OUT/tuning.json)."""
+def tuned_rates(tuning_dir: str, composition: str) -> dict[str, float]:
+    """Method -> the learning rate `smartfed tune` chose for it on `composition`'s dev split (OUT/tuning.json).
+    Only the rates: SmartFed's routing comes from the defaults (which follow the tuning) or --set."""
     path = Path(tuning_dir) / "tuning.json"
     try:
-        choice = json.loads(path.read_text(encoding="utf-8"))["choice"]
-        return {method: float(c["keys"]["training.lr"]) for method, c in choice.items() if "training.lr" in c["keys"]}
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise ConfigError(f"{path}: expected a tuning record (choice.<method>.keys.training.lr), found {err!r}") from err
+        record = json.loads(path.read_text(encoding="utf-8"))
+        rates = {method: float(c["keys"]["training.lr"]) for method, c in record["choice"].items() if "training.lr" in c["keys"]}
+        tuned_on = record["composition"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ConfigError(f"{path}: expected a tuning record (composition, choice.<method>.keys.training.lr), found {err!r}") from err
+    if tuned_on != composition:
+        raise ConfigError(f"{path}: expected a tuning on {composition}, found one on {tuned_on}")
+    return rates
 
 
 def comparison_configs(composition: str, out_dir: str, methods: list[str], fractions: list[float], quick: bool,

@@ -47,11 +47,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 
 
 def replace_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
-    """Put the finished folder `tmp` at `out` as a whole: its files fsynced, the old `out` moved aside
-    and removed only after the rename, the parent fsynced."""
+    """Put the finished folder `tmp` at `out` as a whole: everything in it fsynced, the old `out` moved
+    aside and removed only after the rename, the parent fsynced. Readers see the old folder, the new one,
+    or (for a call cut between the two renames) none, never a mix."""
     tmp, out = Path(tmp), Path(out)
-    for path in tmp.iterdir():
-        _fsync(path)
+    for path in tmp.rglob("*"):
+        _fsync(path, directory=path.is_dir())
     _fsync(tmp, directory=True)
     old = out.with_name(f".{out.name}.old")
     if old.exists():

@@ -75,16 +75,22 @@ def routing_choice(tuning_dir: str) -> dict:
     if record_path.is_file():
         try:
             return _routing_keys(json.loads(record_path.read_text())["choice"]["smartfed"]["keys"])
-        except (ValueError, KeyError, TypeError) as e:
-            raise ConfigError(f"{record_path}: expected a tuning record with choice.smartfed.keys, found {e!r}") from e
+        except (ValueError, KeyError, TypeError, ConfigError) as e:
+            raise ConfigError(f"{record_path}: expected a tuning record with choice.smartfed.keys, found {type(e).__name__}: {e}") from e
     routing = finished_trials(tuning_dir)["routing_trials"]
     if len(routing) < len(routing_trials()):
         raise ConfigError(f"{tuning_dir}: expected its {len(routing_trials())} routing trials finished, found {len(routing)}")
     return _routing_keys(min(routing, key=lambda r: r["dev_loss_end"])["keys"])
 
 
+ROUTING_KEYS = ("run.method", "router.gate", "router.kind", "router.init")
+
+
 def _routing_keys(keys: dict) -> dict:
-    return {k: v for k, v in keys.items() if k in ("run.method", "router.gate", "router.kind", "router.init")}
+    missing = [k for k in ROUTING_KEYS if k not in keys]
+    if missing:
+        raise ConfigError(f"routing choice {keys}: expected the keys {', '.join(ROUTING_KEYS)}, found none for {missing[0]}")
+    return {k: keys[k] for k in ROUTING_KEYS}
 
 
 def run_tuning(composition: str, out_dir: str, quick: bool = False, overrides: list[str] = (), log=print,

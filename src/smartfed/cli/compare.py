@@ -36,7 +36,7 @@ def run(args) -> None:
     except ValueError as err:
         raise ConfigError(f"--seeds: expected comma-separated ints, found {args.seeds!r}") from err
     methods = (args.methods or ",".join(METHOD_RUNS)).split(",")
-    rates = tuned_rates(args.tuning) if args.tuning else None
+    rates = tuned_rates(args.tuning, args.composition) if args.tuning else None
     configs = comparison_configs(args.composition, str(out), methods, fractions, args.quick, args.overrides, seeds, rates)
     runs = run_comparison(configs)
     report_dir = out / ("report" if fractions == [1.0] else "report-data-fraction")  # a sweep may share the runs folder

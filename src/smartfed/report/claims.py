@@ -15,23 +15,18 @@ on the same seeds (runs named NAME-seedS are NAME's seeds):
   side of 0; does not hold: on FedIT's side; cannot tell: it holds 0.
 """
 
-import re
-
 import numpy as np
 
-from smartfed.report.runs import RunResult
+from smartfed.report.runs import RunResult, base_name
+from smartfed.report.statistics import loss_cells
 from smartfed.report.stats import paired
 
 ACCURACY_PP, CONVERGENCE, COMMUNICATION, ENERGY = 10.21, 3.95, 31.0, 3.6
 NEAR = 0.75  # a ratio claim holds for a seed at 3/4 of the claimed ratio or more
 
 
-def _base_name(run: RunResult) -> str:
-    return re.sub(r"-seed\d+$", "", run.name)
-
-
 def _seeds(results: list[RunResult], composition: str, name: str) -> dict[int, RunResult]:
-    return {r.config.run.seed: r for r in results if r.config.data.composition == composition and _base_name(r) == name}
+    return {r.config.run.seed: r for r in results if r.config.data.composition == composition and base_name(r) == name}
 
 
 def _score_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -45,18 +40,11 @@ def _score_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
     return values, weights
 
 
-def _loss_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
-    items = [r.loss_items for r in runs]
-    if any(i is None for i in items) or len({len(i) for i in items}) != 1:
-        return None
-    cells = np.array(items, dtype=float)  # (seeds, items, 2)
-    return cells[..., 0], cells[..., 1]
-
-
 def _paired(a: list[RunResult], b: list[RunResult], cells) -> tuple[float, float, float] | None:
-    ca, cb = cells(a), cells(b)
-    if ca is None or cb is None or ca[0].shape != cb[0].shape:
+    """The paired interval of a - b, where both score the same cells (the same suites and item counts)."""
+    if not a or not b or cells(a + b) is None:
         return None
+    ca, cb = cells(a), cells(b)
     estimate, low, high, _ = paired(ca, cb)
     return estimate, low, high
 
@@ -93,13 +81,13 @@ def data_claim(small: list[RunResult], fedit: list[RunResult]) -> tuple[str, str
     diff = _paired(small, fedit, _score_cells)
     if diff is not None:
         estimate, low, high = (100 * v for v in diff)
-        better, worse, shown = low > 0, high < 0, f"score {estimate:+.1f} pp [{low:+.1f}, {high:+.1f}]"
+        better, worse, shown = low > 0, high < 0, f"score {estimate:+.1f} pp [{low:+.1f}, {high:+.1f}], {len(small)} seeds"
     else:
-        diff = _paired(small, fedit, _loss_cells)
+        diff = _paired(small, fedit, loss_cells)
         if diff is None:
             return "cannot tell", "no scores or held-out losses on the same seeds and items"
         estimate, low, high = diff
-        better, worse, shown = high < 0, low > 0, f"held-out loss {estimate:+.4f} [{low:+.4f}, {high:+.4f}]"
+        better, worse, shown = high < 0, low > 0, f"held-out loss {estimate:+.4f} [{low:+.4f}, {high:+.4f}], {len(small)} seeds"
     return ("holds" if better else "does not hold" if worse else "cannot tell"), shown
 
 

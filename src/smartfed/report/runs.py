@@ -72,13 +72,19 @@ class RunResult:
         return next((r for r, loss in self.losses if r > 0 and loss <= target), None)
 
 
+def base_name(result: RunResult) -> str:
+    """The run's name without its seed suffix (`fedit-seed2` -> `fedit`): the name of its setting."""
+    return re.sub(r"-seed\d+$", "", result.name)
+
+
 def settings(results: list[RunResult]) -> dict[str, list[RunResult]]:
-    """Label -> the runs of one setting (runs that differ only in name and seed), by seed; the label is the
-    shortest run name of the setting."""
+    """Label -> the runs of one setting, by seed: runs whose names differ only in their -seedN suffix and whose
+    configs differ only in name and seed (two runs of one config under other names stay apart). The label
+    is the shortest run name of the setting."""
     groups: dict[str, list[RunResult]] = {}
     for r in results:
         same = {k: v for k, v in r.config.flat().items() if k not in ("run.name", "run.seed")}
-        groups.setdefault(repr(sorted(same.items(), key=str)), []).append(r)
+        groups.setdefault(base_name(r) + repr(sorted(same.items(), key=str)), []).append(r)
     return {min((r.name for r in runs), key=len): sorted(runs, key=lambda r: r.config.run.seed) for runs in groups.values()}
 
 

@@ -8,7 +8,7 @@ from smartfed.report.runs import RunResult, settings
 from smartfed.report.stats import interval, paired
 
 
-def _loss_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
+def loss_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
     items = [r.loss_items for r in runs]
     if any(i is None for i in items) or len({len(i) for i in items}) != 1:
         return None
@@ -42,7 +42,7 @@ def statistics_table(results: list[RunResult]) -> str | None:
     """Markdown, or None when no run recorded per-item losses or scores."""
     groups = settings(results)
     suites = list(dict.fromkeys(s for r in results for s in r.score_items))
-    if not any(_loss_cells(runs) for runs in groups.values()) and not suites:
+    if not any(loss_cells(runs) for runs in groups.values()) and not suites:
         return None
     references = [runs for runs in groups.values() if runs[0].method.is_reference]
     lines = ["| setting | seeds | held-out loss [95% CI] | - FedIT's [95% CI], p | "
@@ -53,8 +53,8 @@ def statistics_table(results: list[RunResult]) -> str | None:
         reference = next((ref for ref in references if (ref[0].config.data.composition, ref[0].config.data.fraction)
                           == (c.data.composition, c.data.fraction)), None)
         same = reference is not None and [r.config.run.seed for r in runs] == [r.config.run.seed for r in reference]
-        loss = _loss_cells(runs)
-        cells = [label, str(len(runs)), _ci(loss), _versus(loss, _loss_cells(reference) if reference else None, same)]
+        loss = loss_cells(runs)
+        cells = [label, str(len(runs)), _ci(loss), _versus(loss, loss_cells(reference) if reference else None, same)]
         for suite in suites:
             score = _score_cells(runs, suite)
             cells += [_ci(score, 100, ".1f"), _versus(score, _score_cells(reference, suite) if reference else None, same, 100, "+.1f")]
