@@ -90,3 +90,19 @@ def test_arrow_init_is_refused_where_the_router_cannot_express_it(block_adapters
     experts = next(iter(ExpertPool.from_adapters(folders, base).matrices.values()))
     with pytest.raises(ValueError, match="'arrow' for linear, activation, arrow"):
         build_router("lowrank", experts, init="arrow")
+
+
+def test_the_default_start_is_arrow_where_the_router_kind_can_express_it():
+    from smartfed.config import load_config
+    from smartfed.errors import ConfigError
+    from smartfed.methods import get_method
+    from smartfed.routers import ROUTER_KINDS, arrow_initialisable
+
+    smartfed = get_method("smartfed")
+    for kind in (k for k in ROUTER_KINDS if k != "module-arrow"):  # module-arrow: the arrow method's own, not a config choice
+        config = load_config(overrides=[f"router.kind={kind}"])
+        assert config.router.init == "auto"
+        assert smartfed.router_init(config) == ("arrow" if kind in arrow_initialisable() else "random")
+    assert smartfed.router_init(load_config(overrides=["router.kind=linear", "router.init=random"])) == "random"
+    with pytest.raises(ConfigError, match=r"router.kind \(with router.init = 'arrow'\)': expected one of .*found 'lowrank'"):
+        load_config(overrides=["router.kind=lowrank", "router.init=arrow"])

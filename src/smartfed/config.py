@@ -60,10 +60,12 @@ class RouterSection(Section):
     top_k: int = Field(2, ge=1, description="experts per token per matrix (with EEQA: the average, K = top_k * J)")
     init_std: float = Field(0.01, ge=0, description="std of the routers' random initial weights")
     rank: int = Field(4, ge=1, description="lowrank router: rank q of U V")
-    gate: str = Field("softmax", description=f"gate over the top-k logits: one of {', '.join(GATES)} (routers/gates.py)")
+    # gate and init: the lowest dev loss of `smartfed tune zh+math`'s 20 routing trials (docs/tuning/zh+math)
+    gate: str = Field("scaled", description=f"gate over the top-k logits: one of {', '.join(GATES)} (routers/gates.py)")
     output_scale: bool = Field(False, description="a learned scale per matrix on the routed update, starting at 1")
     sparse: bool = Field(False, description="compute only the k kept experts per token (linear and lowrank routers); pays off when k << M")
-    init: str = Field("random", description=f"router start: random, or arrow (Arrow's zero-shot choice; for {', '.join(arrow_initialisable())})")
+    init: str = Field("auto", description=f"router start: random; arrow (Arrow's zero-shot choice; for {', '.join(arrow_initialisable())}); "
+                                          "auto: arrow where the router kind can start there, else random")
 
 
 class EeqaSection(Section):
@@ -177,7 +179,7 @@ class RunConfig(Section):
             raise ConfigError(f"config key 'model.device': expected one of {', '.join(DEVICES)} or cuda:N, found {self.model.device!r}")
         _one_of("aggregation.rule", self.aggregation.rule, AGGREGATION_RULES)
         _one_of("router.gate", self.router.gate, tuple(GATES))
-        _one_of("router.init", self.router.init, ROUTER_INITS)
+        _one_of("router.init", self.router.init, ("auto", *ROUTER_INITS))
         if self.router.init == "arrow":
             _one_of("router.kind (with router.init = 'arrow')", self.router.kind, arrow_initialisable())
         fed = self.federation

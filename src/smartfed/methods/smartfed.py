@@ -1,7 +1,7 @@
 """SmartFed (the paper): routers over the pool's rank-1 experts, per-matrix quotas from EEQA."""
 
 from smartfed.methods.routed import RoutedMethod
-from smartfed.routers import uses_top_k
+from smartfed.routers import arrow_initialisable, uses_top_k
 
 
 class SmartFed(RoutedMethod):
@@ -11,6 +11,9 @@ class SmartFed(RoutedMethod):
         return config.router.kind
 
     def router_init(self, config) -> str:
+        """`auto`: Arrow's start where the router kind can express it (the tuned default), else random."""
+        if config.router.init == "auto":
+            return "arrow" if config.router.kind in arrow_initialisable() else "random"
         return config.router.init
 
     def uses_eeqa(self, config) -> bool:
