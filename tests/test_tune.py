@@ -8,7 +8,7 @@ from conftest import tiny_pool
 from smartfed.config import load_config
 from smartfed.fed import workspace
 from smartfed.errors import ConfigError
-from smartfed.tune import LR_GRID, LR_METHODS, ONCE, lr_trials, routing_choice, routing_trials, run_tuning
+from smartfed.tune import EDGE, LR_GRID, LR_METHODS, ONCE, lr_trials, routing_choice, routing_trials, run_tuning
 
 
 @pytest.mark.slow
@@ -22,7 +22,12 @@ def test_tuning_uses_only_the_dev_split_and_picks_the_lowest_dev_loss(tiny_model
     record = run_tuning("zh+math", str(tmp_path / "tune"), quick=True,
                         overrides=[f"model.name={tiny_model_folder}", f"pool.adapters={pool}"], log=lambda *_: None)
     assert [r["trial"] for r in record["routing_trials"]] == list(routing_trials())
-    assert len(record["lr_trials"]) == len(LR_METHODS) * len(LR_GRID) + len(ONCE)
+    edges = [r for r in record["lr_trials"] if r["keys"].get("training.lr") in EDGE.values()]
+    assert len(record["lr_trials"]) == len(LR_METHODS) * len(LR_GRID) + len(ONCE) + len(edges)
+    for method in LR_METHODS:  # an edge trial exactly where the method's best grid rate is at an edge
+        grid = [r for r in record["lr_trials"] if r["keys"]["run.method"] == method and r["keys"]["training.lr"] in LR_GRID]
+        best = min(grid, key=lambda r: r["dev_loss_end"])["keys"]["training.lr"]
+        assert [r["keys"]["training.lr"] for r in edges if r["keys"]["run.method"] == method] == ([EDGE[best]] if best in EDGE else [])
     for trial in record["routing_trials"] + record["lr_trials"]:
         config = load_config(str(tmp_path / "tune" / trial["trial"] / "config.toml"))
         assert config.eval.split == "dev" and config.federation.rounds == 1 and config.training.local_steps == 1
@@ -35,7 +40,8 @@ def test_tuning_uses_only_the_dev_split_and_picks_the_lowest_dev_loss(tiny_model
     assert "| scaled | linear | arrow |" in (tmp_path / "tune" / "tuning.md").read_text()
     from smartfed.tune import finished_trials
 
-    assert finished_trials(str(tmp_path / "tune"))["routing_trials"] == record["routing_trials"]  # --status reads the same
+    status = finished_trials(str(tmp_path / "tune"))  # --status reads the same
+    assert status["routing_trials"] == record["routing_trials"] and status["lr_trials"] == record["lr_trials"]
     assert routing_choice(str(tmp_path / "tune")) == {k: v for k, v in record["choice"]["smartfed"]["keys"].items() if k != "training.lr"}
 
 
@@ -77,6 +83,10 @@ def test_with_routing_from_only_the_rate_trials_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tune, "_stage", fake_stage)
     record = run_tuning("math+code", str(tmp_path / "here"), quick=True, routing_from=str(tmp_path / "other"), log=lambda *_: None)
-    assert len(stages) == 1 and stages[0] == lr_trials(chosen) and record["routing_trials"] == []
+    assert len(stages) == 2 and stages[0] == lr_trials(chosen) and record["routing_trials"] == []
+    # each method's last grid rate is its lowest here: one trial beyond the top edge for each, nothing else
+    assert stages[1] == {f"lr-{m}-{EDGE[LR_GRID[-1]]:g}": lr_trials(chosen)[f"lr-{m}-{LR_GRID[-1]:g}"] | {"training.lr": EDGE[LR_GRID[-1]]}
+                         for m in LR_METHODS}
     assert record["routing_from"] == str(tmp_path / "other")
-    assert record["choice"]["smartfed"]["keys"] == chosen | {"training.lr": LR_GRID[-1]}  # the last trial of each method is lowest here
+    # the edge trials (2.00, 1.99, ...) end above the grid's best (2.0 - 0.01 x its position): the choice stays in the grid
+    assert record["choice"]["smartfed"]["keys"] == chosen | {"training.lr": LR_GRID[-1]}

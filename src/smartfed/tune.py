@@ -3,6 +3,8 @@
 Stage 1 (routing): SmartFed's gate x router kind x init at the base learning rate.
 Stage 2 (learning rate): every trained method at each rate of LR_GRID: FedIT, FFA-LoRA, FLoRA, the
 module router, and SmartFed with stage 1's best routing. LoRAHub (no rate) and Arrow (nothing trained) run once.
+Stage 3 (edges), the same rule for every method: where a method's best rate is at an edge of LR_GRID,
+one more trial one step beyond it (EDGE); the choice is the best of all its trials.
 
 With `routing_from` (another composition's tuning folder), stage 1 is not run: SmartFed's routing is
 that folder's choice, and every method, SmartFed included, gets the same len(LR_GRID) trials here.
@@ -27,6 +29,7 @@ ROUTINGS = (("linear", "random"), ("linear", "arrow"), ("activation", "random"),
 LR_GRID = (1e-3, 3e-3, 1e-2, 3e-2)
 LR_METHODS = ("fedit", "ffa-lora", "flora", "module-router", "smartfed")
 ONCE = ("lorahub", "arrow")
+EDGE = {LR_GRID[0]: 3e-4, LR_GRID[-1]: 1e-1}  # grid edge -> the rate one step beyond it
 
 # 10 clients, 3 a round, 3 rounds of 2 steps of 4 examples; dev loss on 32 items before and after.
 SCALE = {"federation.num_clients": 10, "federation.clients_per_round": 3, "federation.rounds": 3, "training.local_steps": 2,
@@ -48,6 +51,18 @@ def lr_trials(best_routing: dict) -> dict[str, dict]:
     setting = {m: {"run.method": m} for m in LR_METHODS} | {best_routing["run.method"]: best_routing}  # SmartFed: its best routing
     trials = {f"lr-{method}-{lr:g}": setting[method] | {"training.lr": lr} for method in LR_METHODS for lr in LR_GRID}
     return trials | {f"once-{m}": {"run.method": m} for m in ONCE}
+
+
+def edge_trials(lrs: list[dict], best_routing: dict) -> dict[str, dict]:
+    """Stage 3: one rate beyond the grid for each method whose best grid rate is at an edge (methods with all grid trials done)."""
+    grid = lr_trials(best_routing)
+    out = {}
+    for method in LR_METHODS:
+        mine = [r for r in lrs if r["keys"]["run.method"] == method and r["trial"] in grid]
+        lr = min(mine, key=lambda r: r["dev_loss_end"])["keys"]["training.lr"] if len(mine) == len(LR_GRID) else None
+        if lr in EDGE:
+            out[f"lr-{method}-{EDGE[lr]:g}"] = grid[f"lr-{method}-{lr:g}"] | {"training.lr": EDGE[lr]}
+    return out
 
 
 def _configs(base: RunConfig, trials: dict[str, dict]) -> list[RunConfig]:
@@ -105,9 +120,11 @@ def run_tuning(composition: str, out_dir: str, quick: bool = False, overrides: l
     routing = [] if routing_from else _stage(base, routing_trials(), log)
     best_routing = routing_choice(routing_from) if routing_from else _routing_keys(_best(routing, "smartfed")["keys"])
     lrs = _stage(base, lr_trials(best_routing), log)
+    lrs += _stage(base, edge_trials(lrs, best_routing), log)
     choice = {m: _best(lrs, m) for m in (*LR_METHODS, *ONCE)}
     record = {"composition": composition, "scale": {k: v for k, v in base.flat().items() if k in {**(QUICK if quick else SCALE), **PINNED}},
-              "grid": {"gates": GATES, "routings": ROUTINGS, "lr": LR_GRID, "lr_methods": LR_METHODS, "once": ONCE},
+              "grid": {"gates": GATES, "routings": ROUTINGS, "lr": LR_GRID, "edge": {str(k): v for k, v in EDGE.items()},
+                       "lr_methods": LR_METHODS, "once": ONCE},
               "routing_from": routing_from, "routing_trials": routing, "lr_trials": lrs, "choice": choice}
     atomic_write_text(Path(out_dir) / "tuning.json", json.dumps(record, indent=1))
     atomic_write_text(Path(out_dir) / "tuning.md", tuning_tables(record))
@@ -130,6 +147,7 @@ def finished_trials(out_dir: str, routing_from: str | None = None) -> dict:
     else:
         best = _routing_keys(min(routing, key=lambda r: r["dev_loss_end"])["keys"]) if routing else {"run.method": "smartfed"}
     lrs = done(lr_trials(best))
+    lrs += done(edge_trials(lrs, best))
     methods = {r["keys"]["run.method"] for r in lrs}
     return {"composition": "(partial)", "routing_trials": routing, "lr_trials": lrs,
             "choice": {m: _best(lrs, m) for m in methods}}
