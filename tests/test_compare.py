@@ -41,3 +41,17 @@ def test_tuned_rates_refuse_a_broken_record_or_another_composition(tmp_path):
     (tmp_path / "bad" / "tuning.json").write_text('{"composition": "zh+math", "choice": {"fedit": {"keys": {"training.lr": "fast"}}}}')
     with pytest.raises(ConfigError, match=r"bad/tuning.json: expected a tuning record"):
         tuned_rates(str(tmp_path / "bad"), "zh+math")
+
+
+def test_each_method_trains_at_its_own_rate_unless_one_is_set(monkeypatch):
+    from smartfed.methods import fresh_lora, get_method, routed
+
+    used = []
+    for module in (fresh_lora, routed):
+        monkeypatch.setattr(module, "train_steps", lambda model, tok, ex, batches, lr, *rest: used.append(lr))
+    for name in ("fedit", "smartfed", "module-router"):
+        method = get_method(name)
+        method.train(None, None, [], [], load_config(overrides=[f"run.method={name}"]), seed=0)
+        method.train(None, None, [], [], load_config(overrides=[f"run.method={name}", "training.lr=0.02"]), seed=0)
+        assert used[-2:] == [type(method).lr, 0.02]
+    assert get_method("fedit").lr != get_method("smartfed").lr  # tuned apart (docs/tuning/zh+math)

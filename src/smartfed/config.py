@@ -104,7 +104,8 @@ class TrainingSection(Section):
     local_steps: int = Field(4, ge=1, description="optimizer steps per client per round")
     batch_size: int = Field(4, ge=1, description="examples per local step")
     max_length: int = Field(256, ge=1, description="tokens per example (prompt + answer)")
-    lr: float = Field(5e-3, gt=0, lt=1, description="learning rate (AdamW) of what clients train")
+    lr: float = Field(0.0, ge=0, lt=1, description="learning rate (AdamW) of what clients train; 0: the method's own rate, "
+                                                   "tuned on the dev split (Method.lr, docs/tuning)")
     gradient_checkpointing: bool = Field(False, description="recompute the base model's activations in backward: less memory, more compute")
 
 

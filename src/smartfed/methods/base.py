@@ -40,6 +40,13 @@ class Method:
     is_reference: ClassVar[bool] = False  # the method the report's ratios are computed against (FedIT)
     trains_anything: ClassVar[bool] = True  # False: a training-free method; its run is round 0 alone
     folds_into_base: ClassVar[bool] = False  # True: each round's aggregate is folded into the base weights (FLoRA)
+    # The learning rate a run uses when training.lr is 0 (the default): the method's own, chosen on the
+    # zh+math dev split by `smartfed tune` (docs/tuning/zh+math/tuning.md).
+    lr: ClassVar[float] = 5e-3
+
+    def learning_rate(self, config: RunConfig) -> float:
+        """training.lr if set, else the method's tuned rate."""
+        return config.training.lr or self.lr
 
     def attach(self, model: nn.Module, pool: ExpertPool, config: RunConfig) -> nn.Module:
         """Put what the method trains into `model` (seeded by the caller); return the model to use."""

@@ -6,4 +6,5 @@ from smartfed.methods.fresh_lora import FreshLora
 
 class FFALora(FreshLora):
     name = "ffa-lora"
+    lr = 3e-3  # chosen on the zh+math dev split: docs/tuning/zh+math/tuning.md
     freeze_a = True

@@ -46,6 +46,7 @@ class StackedLora:
 
 class FLoRA(FreshLora):
     name = "flora"
+    lr = 3e-3  # chosen on the zh+math dev split: docs/tuning/zh+math/tuning.md
     folds_into_base = True
 
     def new_aggregate(self) -> StackedLora:

@@ -63,4 +63,4 @@ class FreshLora(Method):
 
     def train(self, model: nn.Module, tokenizer, examples: list[Example], batches: list[list[int]], config: RunConfig,
               seed: int) -> LocalWork:
-        return train_steps(model, tokenizer, examples, batches, config.training.lr, config.training.max_length, seed)
+        return train_steps(model, tokenizer, examples, batches, self.learning_rate(config), config.training.max_length, seed)

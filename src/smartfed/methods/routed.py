@@ -46,4 +46,4 @@ class RoutedMethod(Method):
     def train(self, model: nn.Module, tokenizer, examples: list[Example], batches: list[list[int]], config: RunConfig,
               seed: int) -> LocalWork:
         importance = config.eeqa.importance if self.uses_eeqa(config) else None
-        return train_steps(model, tokenizer, examples, batches, config.training.lr, config.training.max_length, seed, importance)
+        return train_steps(model, tokenizer, examples, batches, self.learning_rate(config), config.training.max_length, seed, importance)
