@@ -67,3 +67,11 @@ def test_the_table_needs_smartfed_and_fedit_on_common_seeds():
     table = claims_table([fedit, run("smartfed", "smartfed", 0, [3.0, 1.0])])
     assert "| zh+math | 1 | 10% data beats FedIT on all | **cannot tell** | no `smartfed-frac0.1` run on FedIT's seeds |" in table
     assert "| zh+math | 1 | +10.21 pp accuracy | **cannot tell** | no benchmark scores on the same seeds and items |" in table
+
+
+def test_convergence_cannot_be_told_from_runs_not_evaluated_every_round():
+    fedit = run("fedit", "fedit", 0, [3.0, 2.0, 1.8, 1.5, 1.0])
+    smart = run("smartfed", "smartfed", 0, [3.0, 0.5, 0.4])
+    assert verdicts([fedit, smart])["3.95x faster convergence"] == ("holds", "FedIT rounds / rounds per seed: 4.00x")
+    sparse = RunResult(smart.name, smart.config.with_values({"eval.every": 2}), smart.metrics, smart.summary, {})
+    assert verdicts([fedit, sparse])["3.95x faster convergence"] == ("cannot tell", "held-out loss not evaluated every round")

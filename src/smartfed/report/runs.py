@@ -71,6 +71,17 @@ class RunResult:
         """First round whose held-out loss is <= target; None if no evaluated round gets there."""
         return next((r for r, loss in self.losses if r > 0 and loss <= target), None)
 
+    def speedup_over(self, fedit: "RunResult") -> float | None:
+        """FedIT's rounds to its own final held-out loss / this run's rounds to that loss (None: never reached).
+        Meaningful only where both evaluated every round (`evaluated_every_round`)."""
+        target = fedit.losses[-1][1]
+        reach, fedit_reach = self.rounds_to_reach(target), fedit.rounds_to_reach(target)
+        return fedit_reach / reach if reach and fedit_reach else None
+
+    @property
+    def evaluated_every_round(self) -> bool:
+        return self.config.eval.every == 1
+
 
 def base_name(result: RunResult) -> str:
     """The run's name without its seed suffix (`fedit-seed2` -> `fedit`): the name of its setting."""
@@ -128,9 +139,9 @@ def ratio_table(results: list[RunResult]) -> str:
         if fedit is None or r is fedit:
             continue
         target = fedit.losses[-1][1]
-        reach, fedit_reach = r.rounds_to_reach(target), fedit.rounds_to_reach(target)
-        convergence = f"{fedit_reach / reach:.2f}x" if reach else "not reached"
-        if r.config.eval.every != 1 or fedit.config.eval.every != 1:  # only rounds that were evaluated can count
+        speedup = r.speedup_over(fedit)
+        convergence = f"{speedup:.2f}x" if speedup else "not reached"
+        if not (r.evaluated_every_round and fedit.evaluated_every_round):  # only rounds that were evaluated can count
             convergence = "- (not evaluated every round)"
         score_delta = None if r.mean_score is None or fedit.mean_score is None else 100 * (r.mean_score - fedit.mean_score)
         bytes_ratio = f"{fedit.bytes_total / r.bytes_total:.2f}x" if r.bytes_total else "nothing sent"

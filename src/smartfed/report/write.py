@@ -3,8 +3,8 @@
 from pathlib import Path
 
 from smartfed.io import atomic_write_text
-from smartfed.report.runs import RunResult, bytes_plot, fraction_plot, loss_plot, quota_heatmap, ratio_table, summary_table
 from smartfed.report.claims import claims_table
+from smartfed.report.runs import RunResult, bytes_plot, fraction_plot, loss_plot, quota_heatmap, ratio_table, summary_table
 from smartfed.report.statistics import statistics_table
 
 
