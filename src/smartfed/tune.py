@@ -7,7 +7,7 @@ Stage 3 (edges), the same rule for every method: where a method's best rate is a
 one more trial one step beyond it (EDGE); the choice is the best of all its trials.
 
 With `routing_from` (another composition's tuning folder), stage 1 is not run: SmartFed's routing is
-that folder's choice, and every method, SmartFed included, gets the same len(LR_GRID) trials here.
+that folder's choice, and every method, SmartFed included, gets the same trials here (LR_GRID, then the edge rule).
 
 Every trial is a run folder OUT/<trial> evaluated on the dev split only (eval.split = dev), never on
 held-out data or benchmarks; OUT/tuning.json holds the grid, every trial's dev loss before and after
@@ -21,7 +21,7 @@ from pathlib import Path
 from smartfed.compare import run_comparison
 from smartfed.config import RunConfig, load_config
 from smartfed.errors import ConfigError
-from smartfed.fed.run_folder import RunFolder
+from smartfed.fed.run_folder import SUMMARY, RunFolder
 from smartfed.io import atomic_write_text
 
 GATES = ("softmax", "softmax-all", "scaled", "sigmoid")
@@ -69,15 +69,15 @@ def _configs(base: RunConfig, trials: dict[str, dict]) -> list[RunConfig]:
     return [base.with_values({"run.name": name, **keys}) for name, keys in trials.items()]
 
 
-def _losses(run_dir: Path) -> tuple[float, float]:
-    summary = RunFolder(run_dir).summary()
-    return summary.initial_heldout_loss, summary.final_heldout_loss  # measured on eval.split = dev
+def _result(name: str, keys: dict, run_dir: Path) -> dict:
+    """A finished trial as the record keeps it: its keys and its dev loss before and after training."""
+    summary = RunFolder(run_dir).summary()  # losses measured on eval.split = dev
+    return {"trial": name, "keys": keys, "dev_loss_start": summary.initial_heldout_loss, "dev_loss_end": summary.final_heldout_loss}
 
 
 def _stage(base: RunConfig, trials: dict[str, dict], log) -> list[dict]:
     dirs = run_comparison(_configs(base, trials), log=log)
-    return [{"trial": name, "keys": keys, "dev_loss_start": start, "dev_loss_end": end}
-            for (name, keys), d in zip(trials.items(), dirs) for start, end in [_losses(d)]]
+    return [_result(name, keys, d) for (name, keys), d in zip(trials.items(), dirs)]
 
 
 def _best(results: list[dict], method: str) -> dict:
@@ -95,7 +95,7 @@ def routing_choice(tuning_dir: str) -> dict:
     routing = finished_trials(tuning_dir)["routing_trials"]
     if len(routing) < len(routing_trials()):
         raise ConfigError(f"{tuning_dir}: expected its {len(routing_trials())} routing trials finished, found {len(routing)}")
-    return _routing_keys(min(routing, key=lambda r: r["dev_loss_end"])["keys"])
+    return _routing_keys(_best(routing, "smartfed")["keys"])
 
 
 ROUTING_KEYS = ("run.method", "router.gate", "router.kind", "router.init")
@@ -134,22 +134,18 @@ def run_tuning(composition: str, out_dir: str, quick: bool = False, overrides: l
 def finished_trials(out_dir: str, routing_from: str | None = None) -> dict:
     """What a sweep that has not finished holds so far: the trials with a summary, as a partial record."""
     def done(trials: dict[str, dict]) -> list[dict]:
-        out = []
-        for name, keys in trials.items():
-            if (Path(out_dir) / name / "summary.json").is_file():
-                start, end = _losses(Path(out_dir) / name)
-                out.append({"trial": name, "keys": keys, "dev_loss_start": start, "dev_loss_end": end})
-        return out
+        return [_result(name, keys, Path(out_dir) / name) for name, keys in trials.items()
+                if (Path(out_dir) / name / SUMMARY).is_file()]
 
     routing = [] if routing_from else done(routing_trials())
     if routing_from:
         best = routing_choice(routing_from)
     else:
-        best = _routing_keys(min(routing, key=lambda r: r["dev_loss_end"])["keys"]) if routing else {"run.method": "smartfed"}
+        best = _routing_keys(_best(routing, "smartfed")["keys"]) if routing else {"run.method": "smartfed"}
     lrs = done(lr_trials(best))
     lrs += done(edge_trials(lrs, best))
     methods = {r["keys"]["run.method"] for r in lrs}
-    return {"composition": "(partial)", "routing_trials": routing, "lr_trials": lrs,
+    return {"composition": "(partial)", "routing_from": routing_from, "routing_trials": routing, "lr_trials": lrs,
             "choice": {m: _best(lrs, m) for m in methods}}
 
 

@@ -21,14 +21,18 @@ DEFAULT_SKILLS = ("zh", "math", "code", "instruct")  # the default pool: one mod
 SHIPPED_POOLS = Path(__file__).parent / "shipped"  # package data: <model>/<skill>/ PEFT folders in bf16
 
 
+def _pool_name(model: str) -> str:
+    return Path(model).name.removesuffix(".gguf")
+
+
 def default_pool_dir(model: str) -> Path:
     """Where `smartfed pool build-all` puts the default pool of `model` unless told otherwise."""
-    return cache_dir() / "pools" / Path(model).name.removesuffix(".gguf")
+    return cache_dir() / "pools" / _pool_name(model)
 
 
 def shipped_pool_dir(model: str) -> Path:
     """Where the package ships the default pool of `model`, if it ships one."""
-    return SHIPPED_POOLS / Path(model).name.removesuffix(".gguf")
+    return SHIPPED_POOLS / _pool_name(model)
 
 
 def default_pool_folders(model: str) -> list[Path]:
