@@ -5,7 +5,8 @@
 #   experiments/zh+code.sh [--quick] [--methods a,b] [--fractions 0.1,0.25,1] [--set section.key=value ...]
 #
 # Results: runs/zh+code/ (one run folder per method) and runs/zh+code/report/report.md.
-# Running time on 2 CPU cores: about 2 h 5 min for all 11 runs, measured with math+code.sh and
+# Running time on 2 CPU cores: about 2 h 5 min for the 11 runs of an earlier
+# method list (now 13 runs with the tuned defaults, not timed yet), measured with math+code.sh and
 # zh+code.sh running side by side with one thread each (OMP_NUM_THREADS=1); LoRAHub (about 22 min)
 # and local (about 18 min) are the long ones.
 # --quick: the CI smoke scale (2 rounds, 4 clients, 1 step, 2 items per suite), meant for the tiny

@@ -5,7 +5,8 @@
 #   experiments/zh+math.sh [--quick] [--methods a,b] [--fractions 0.1,0.25,1] [--set section.key=value ...]
 #
 # Results: runs/zh+math/ (one run folder per method) and runs/zh+math/report/report.md.
-# Running time on 2 CPU cores: 89 min 44 s for all 11 runs (measured, `time experiments/zh+math.sh`;
+# Running time on 2 CPU cores: 89 min 44 s for the 11 runs of an earlier
+# method list (now 13 runs with the tuned defaults, not timed yet) (measured, `time experiments/zh+math.sh`;
 # the machine was partly shared with other jobs).
 # --quick: the CI smoke scale (2 rounds, 4 clients, 1 step, 2 items per suite), meant for the tiny
 # test model and pool (tests/test_baselines.py passes them with --set model.name=... --set pool.adapters=[...]).
