@@ -58,3 +58,49 @@ def test_bad_build_config_names_the_key():
         BuildConfig(skill="poetry", out="x")
     with pytest.raises(ValueError, match="steps expected >= 1, found 0"):
         BuildConfig(skill="math", out="x", steps=0)
+
+
+def test_margins_are_each_modules_own_peft_loss_on_its_skills_dev_items(tiny_model_folder, tmp_path, capsys):
+    import copy
+    from pathlib import Path
+
+    from peft import PeftModel
+
+    from smartfed import load_base_model
+    from smartfed.cli.main import main
+    from smartfed.data import composition_splits
+    from smartfed.eval.generate import heldout_loss
+    from tests.conftest import tiny_pool
+
+    for label in ("old", "new"):  # two pools, each with a module for zh and for math
+        for skill, folder in zip(("zh", "math"), tiny_pool(tiny_model_folder, tmp_path / label, 2)):
+            Path(folder).rename(tmp_path / label / skill)
+    out = tmp_path / "margins"
+    assert main(["pool", "margins", "--pool", f"old={tmp_path / 'old'}", "--pool", f"new={tmp_path / 'new'}", "--skills", "zh,math",
+                 "--examples", "3", "--model", tiny_model_folder, "--out", str(out)]) == 0
+    record = json.loads(out.with_suffix(".json").read_text())
+    model, tokenizer = load_base_model(tiny_model_folder)
+    for skill in ("zh", "math"):
+        items = composition_splits(skill).dev[:3]
+        cells = record["cells"][skill]
+        mean = lambda c: sum(t for t, _ in c) / sum(n for _, n in c)  # noqa: E731
+        assert mean(cells["base"]) == pytest.approx(heldout_loss(model, tokenizer, items, max_length=256), rel=1e-5)
+        for label in ("old", "new"):
+            peft_model = PeftModel.from_pretrained(copy.deepcopy(model), str(tmp_path / label / skill)).eval()
+            assert mean(cells[label]) == pytest.approx(heldout_loss(peft_model, tokenizer, items, max_length=256), rel=1e-5)
+    table = out.with_suffix(".md").read_text()
+    assert "| zh | 3 | " in table and "| new - old |" in table and table in capsys.readouterr().out
+
+
+def test_the_matched_math_source_answers_in_ape210ks_format():
+    from smartfed.data import composition_splits
+    from smartfed.data.math_answers import answers_match
+    from smartfed.data.pal import equation_answer
+
+    raw = "She sold 48/2 = <<48/2=24>>24 in May.\nIn all <<48+24=72>>72.\n#### 72"
+    assert equation_answer(raw, "72") == "列式：48/2=24；48+24=72\n答案是 72。"
+    assert equation_answer(raw, "73") is None and equation_answer("no annotations\n#### 5", "5") is None
+    assert equation_answer("<<__import__('os')=1>>\n#### 1", "1") is None  # arithmetic only
+    train = composition_splits("math-eqn").train
+    assert len(train) > 5000 and all(e.target.startswith("列式：") and answers_match(e.target.rsplit(" ", 1)[-1].rstrip("。"), e.answer)
+                                     for e in train)

@@ -1,9 +1,11 @@
-"""`smartfed pool build | build-all | ship | select | inspect`."""
+"""`smartfed pool build | build-all | ship | margins | select | inspect`."""
 
 from pathlib import Path
 
 
 def add_parser(sub) -> None:
+    from smartfed.data.compositions import COMPOSITIONS
+
     p = sub.add_parser("pool", help="build LoRA modules for the pool, or inspect adapter folders")
     commands = p.add_subparsers(dest="pool_command", required=True)
 
@@ -18,7 +20,7 @@ def add_parser(sub) -> None:
         q.add_argument("--data-dir", default=None, help="data folder (default: $SMARTFED_DATA or ../shared/data)")
 
     build = commands.add_parser("build", help="train one PEFT LoRA module on a skill's public data")
-    build.add_argument("--skill", required=True, choices=("zh", "math", "code", "instruct"))
+    build.add_argument("--skill", required=True, choices=list(COMPOSITIONS), help="the composition whose train split it learns")
     build.add_argument("--out", required=True, help="adapter folder to write (resumes if a build there was interrupted)")
     training_options(build)
     build.set_defaults(run=_run_build)
@@ -44,6 +46,17 @@ def add_parser(sub) -> None:
     select.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 | 4bit | 8bit")
     select.add_argument("--data-dir", default=None)
     select.set_defaults(run=_run_select)
+
+    margins = commands.add_parser("margins", help="each module's loss on its own skill's dev split against the base model's, "
+                                                   "for one or more pools side by side, with paired 95%% intervals")
+    margins.add_argument("--pool", action="append", required=True, metavar="LABEL=DIR",
+                         help="a pool folder holding one module folder per skill (repeat to compare pools)")
+    margins.add_argument("--skills", default="zh,math,code,instruct", help="comma-separated; each pool needs DIR/<skill>")
+    margins.add_argument("--examples", type=int, default=100, help="dev items per skill (fewer if the split is smaller)")
+    margins.add_argument("--model", default="smollm2-135m-instruct")
+    margins.add_argument("--out", help="also write <out>.md and <out>.json (per-item cells)")
+    margins.add_argument("--data-dir", default=None)
+    margins.set_defaults(run=_run_margins)
 
     inspect = commands.add_parser("inspect", help="rank, alpha, targets and base-model fit of adapter folders")
     inspect.add_argument("folders", nargs="+")
@@ -107,6 +120,52 @@ def _run_select(args) -> None:
         print(f"| {score.module.name} | {'yes' if rank < args.n else 'no'} | {score.why(args.examples, args.task)} |")
     chosen = ", ".join(f'"{s.module.source}"' for s in scores[: args.n])
     print(f"\n[pool]\nadapters = [{chosen}]")
+
+
+def _run_margins(args) -> None:
+    import json
+
+    import numpy as np
+
+    from smartfed.eval.module_margins import skill_losses
+    from smartfed.io import atomic_write_text
+    from smartfed.models import load_base_model
+    from smartfed.report.stats import interval, paired
+
+    pools = dict(_label_dir(item) for item in args.pool)
+    skills = [s.strip() for s in args.skills.split(",") if s.strip()]
+    missing = [f"{d / s}" for d in pools.values() for s in skills if not (d / s / "adapter_config.json").is_file()]
+    if missing:
+        raise SystemExit(f"smartfed pool margins: expected a module folder (adapter_config.json) at {missing[0]}, found none")
+    model, tokenizer = load_base_model(args.model)
+    cells = {s: skill_losses(model, tokenizer, s, {label: d / s for label, d in pools.items()}, args.examples, data_dir=args.data_dir)
+             for s in skills}
+    arrays = lambda c: (np.array([[t for t, _ in c]]), np.array([[n for _, n in c]]))  # noqa: E731  (1 seed, items)
+    labels = list(pools)
+    head = "| skill | dev items | base | " + " | ".join(f"{l} | {l} - base" for l in labels)
+    head += "".join(f" | {b} - {a}" for a, b in zip(labels, labels[1:])) + " |"
+    lines = [f"Teacher-forced loss (nats per answer token) on each skill's dev split; 95% bootstrap intervals over items, "
+             f"paired where two columns are compared. Model {args.model}. Pools: "
+             + ", ".join(f"{l} = {d}" for l, d in pools.items()), "", head, "|---" * (head.count("|") - 1) + "|"]
+    for s, by in cells.items():
+        row = [s, str(len(by["base"])), "{:.4f} [{:.4f}, {:.4f}]".format(*interval(*arrays(by["base"])))]
+        for l in labels:
+            row += ["{:.4f}".format(interval(*arrays(by[l]))[0]), "{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired(arrays(by[l]), arrays(by["base"]))[:3])]
+        row += ["{:+.4f} [{:+.4f}, {:+.4f}]".format(*paired(arrays(by[b]), arrays(by[a]))[:3]) for a, b in zip(labels, labels[1:])]
+        lines.append("| " + " | ".join(row) + " |")
+    table = "\n".join(lines) + "\n"
+    print(table)
+    if args.out:
+        atomic_write_text(f"{args.out}.md", table)
+        atomic_write_text(f"{args.out}.json", json.dumps({"model": args.model, "pools": {l: str(d) for l, d in pools.items()},
+                                                          "cells": cells}, indent=1))
+
+
+def _label_dir(item: str) -> tuple[str, Path]:
+    label, sep, folder = item.partition("=")
+    if not sep or not label or not folder:
+        raise SystemExit(f"smartfed pool margins: --pool expected LABEL=DIR, found {item!r}")
+    return label, Path(folder).expanduser()
 
 
 def _run_inspect(args) -> None:

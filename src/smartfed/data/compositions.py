@@ -10,7 +10,9 @@ paper's three are Chinese+math, Chinese+code and math+code (SPEC section 4). Wha
   Chinese instructions (alpaca-zh) and English code instructions (CodeAlpaca) side by side: the
   two skills, not their intersection. The only Chinese code prompts found (38 in BELLE eval) are
   kept for evaluation.
-- single skills: math, code, zh, instruct.
+- single skills: math, code, zh, instruct (the default pool's modules are trained on these), and two
+  more for the coverage study's matched modules: math-eqn (GSM8K train questions in English, answered
+  in Ape210K's `列式：… 答案是 …` format) and math-pal (GSM8K-PAL, math+code's own math source).
 
 Each composition's own sources split by a hash of the item id into a held-out 10% (reported
 numbers only), a dev 5% (choosing settings: learning rates, gates, k) and the training rest, with
@@ -46,6 +48,8 @@ COMPOSITIONS = {
         Composition("code", ("codealpaca", "mbpp-train"), ("humaneval", "mbpp")),
         Composition("zh", ("alpaca-zh",), ()),
         Composition("instruct", ("alpaca-en",), ()),
+        Composition("math-eqn", ("gsm8k-eqn-train",), (), note="zh+math's answer format on English questions"),
+        Composition("math-pal", ("gsm8k-pal-train",), (), note="math+code's program format and source"),
     ]
 }
 

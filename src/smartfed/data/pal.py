@@ -1,9 +1,11 @@
-"""Program-aided GSM8K: turn GSM8K's calculator annotations into a Python `solution()`.
+"""GSM8K's calculator annotations turned into other answer formats: a Python `solution()` (program-aided
+math, the math+code task's format) or an equation chain in Ape210K's format (`列式：… 答案是 …`, the
+zh+math task's format, for the coverage study's matched module).
 
-Every GSM8K reference answer marks its arithmetic as <<expression=result>>. Each annotation becomes
-one assignment, the line of prose around it a comment, and the last one the return value. An item
-is kept only if its program returns the reference answer. The programs are pure arithmetic (checked
-by a whitelist of characters) and are evaluated with no builtins.
+Every GSM8K reference answer marks its arithmetic as <<expression=result>>. For a program, each
+annotation becomes one assignment, the line of prose around it a comment, and the last one the return
+value. An item is kept only if its program (or its last equation) gives the reference answer. The
+programs are pure arithmetic (checked by a whitelist of characters) and are evaluated with no builtins.
 """
 
 import re
@@ -36,3 +38,15 @@ def pal_program(raw_answer: str, final: str) -> str | None:
     except (ArithmeticError, SyntaxError, TypeError):
         return None
     return program if answers_match(str(value), final) else None
+
+
+def equation_answer(raw_answer: str, final: str) -> str | None:
+    """`列式：e1=r1；e2=r2\n答案是 N。` from one GSM8K answer's annotations, or None if there are none,
+    one is not arithmetic, or the last result is not the reference answer."""
+    steps = _ANNOTATION.findall(raw_answer.rsplit("####", 1)[0])
+    if not steps or not all(_ARITHMETIC.match(expression) for expression, _ in steps):
+        return None
+    if not answers_match(steps[-1][1].strip(), final):
+        return None
+    chain = "；".join(f"{expression.strip()}={result.strip()}" for expression, result in steps)
+    return f"列式：{chain}\n答案是 {final}。"

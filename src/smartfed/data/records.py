@@ -16,13 +16,14 @@ class Example:
     answer: str | None = None  # math: the final numeric answer
     tests: str | None = None  # code: a program that raises if the solution is wrong
     entry_point: str | None = None  # code: the function the tests call
-    style: str = "plain"  # how the task is asked: "plain", "math" (reason, then the answer) or "pal" (a program)
+    style: str = "plain"  # how the task is asked: "plain", "math" (reason, then the answer), "pal" (a program) or "equation" (列式：…)
 
 
 INSTRUCTIONS = {
     ("math", "en"): "\nSolve it step by step, then finish with: The answer is <number>.",
     ("math", "zh"): "\n请逐步解答，最后写：答案是 <数字>。",
     ("pal", "en"): "\nWrite a Python function `solution()` that computes and returns the answer. Reply with the code only.",
+    ("equation", "en"): "\nWrite the equations, then the answer: 列式：<equations>\n答案是 <number>。",
 }
 
 

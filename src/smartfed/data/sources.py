@@ -103,6 +103,23 @@ def _gsm8k_pal(root: Path) -> list[Example]:
     return out
 
 
+def _gsm8k_equations(root: Path) -> list[Example]:
+    """GSM8K train questions (English) answered in Ape210K's format, an equation chain then `答案是 N。`,
+    built from its calculator annotations: a module trained on it covers zh+math's answer format, not its language."""
+    from smartfed.data.pal import equation_answer
+
+    path = root / "gsm8k" / "train.jsonl"
+    out = []
+    for lineno, row in _rows(path):
+        answer = _get(row, "answer", path, lineno)
+        final = answer.rsplit("####", 1)[-1].strip().replace(",", "")
+        target = equation_answer(answer, final)
+        if target is not None:
+            out.append(Example(f"gsm8k-eqn-train/{lineno}", _get(row, "question", path, lineno), target,
+                               "math", "en", "gsm8k-eqn-train", answer=final, style="equation"))
+    return out
+
+
 def _gsm_hard(root: Path) -> list[Example]:
     path = root / "gsmhard" / "gsmhardv2.jsonl"
     return [
@@ -248,6 +265,7 @@ SOURCES: dict[str, Callable[[Path], list[Example]]] = {
     "gsm8k-train": _gsm8k("train"),
     "gsm8k-test": _gsm8k("test"),
     "gsm8k-pal-train": _gsm8k_pal,
+    "gsm8k-eqn-train": _gsm8k_equations,
     "gsm-hard": _gsm_hard,
     "mgsm-en": _mgsm("en"),
     "mgsm-zh": _mgsm("zh"),

@@ -20,18 +20,18 @@ from peft.utils import get_peft_model_state_dict
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from smartfed.data import composition_splits
+from smartfed.data import COMPOSITIONS, composition_splits
 from smartfed.data.tokenize import collate, encode_for_training
 from smartfed.models.families import LLAMA_LINEAR_TYPES
 from smartfed.models import DEFAULT_MODEL, load_base_model
-from smartfed.pool.resolve import DEFAULT_SKILLS as SKILLS
+from smartfed.pool.resolve import DEFAULT_SKILLS
 
 CARD = "smartfed_card.json"
 
 
 @dataclass(frozen=True)
 class BuildConfig:
-    skill: str
+    skill: str  # a composition (smartfed.data): the module trains on its train split, never on its dev or held-out items
     out: str
     model: str = DEFAULT_MODEL
     rank: int = 8
@@ -47,8 +47,8 @@ class BuildConfig:
     data_dir: str | None = field(default=None, compare=False)
 
     def __post_init__(self):
-        if self.skill not in SKILLS:
-            raise ValueError(f"skill expected one of {SKILLS}, found {self.skill!r}")
+        if self.skill not in COMPOSITIONS:
+            raise ValueError(f"skill expected one of {tuple(COMPOSITIONS)}, found {self.skill!r}")
         for key in ("rank", "steps", "batch_size", "max_length", "checkpoint_every"):
             if getattr(self, key) < 1:
                 raise ValueError(f"{key} expected >= 1, found {getattr(self, key)}")
@@ -165,5 +165,5 @@ def _save_checkpoint(folder: Path, peft_model, optimizer, scheduler, step: int, 
 
 
 def build_all(out_dir: str, **overrides) -> list[Path]:
-    """The default pool: one module per skill in SKILLS, under out_dir/<skill>."""
-    return [build_module(BuildConfig(skill=s, out=str(Path(out_dir) / s), **overrides)) for s in SKILLS]
+    """The default pool: one module per skill in DEFAULT_SKILLS, under out_dir/<skill>."""
+    return [build_module(BuildConfig(skill=s, out=str(Path(out_dir) / s), **overrides)) for s in DEFAULT_SKILLS]
