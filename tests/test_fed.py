@@ -144,6 +144,23 @@ def test_simulation_writes_a_complete_run_folder(fed_config):
         run_simulation(config)
 
 
+def test_the_curve_scores_its_items_in_between_and_the_ends_score_all(fed_config):
+    from smartfed.fed.workspace import heldout_set
+    from smartfed.report.runs import RunResult
+
+    config = make_config(fed_config, {"run.name": "curve", "eval.curve_examples": 3, "federation.rounds": 2})
+    summary = run_simulation(config, log=lambda *_: None)
+    metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [len(m["heldout_items"]) for m in metrics] == [8, 3, 8]  # round 0 and the last: all 8 items; round 1: the first 3
+    mean = lambda items: sum(t for t, _ in items) / sum(n for _, n in items)  # noqa: E731
+    assert summary.final_heldout_loss == pytest.approx(mean(metrics[-1]["heldout_items"]))
+    run = RunResult.read(config.run_dir)  # the curve: the same 3 items at every round
+    assert run.losses == [(m["round"], pytest.approx(mean(m["heldout_items"][:3]))) for m in metrics]
+    assert [e.id for e in heldout_set(config)][:3] == [e.id for e in heldout_set(make_config(fed_config, {"eval.examples": 3}))]
+    with pytest.raises(ConfigError, match="eval.curve_examples"):
+        make_config(fed_config, {"eval.curve_examples": 9})
+
+
 def test_without_eeqa_every_matrix_keeps_top_k_and_uploads_only_routers(fed_config):
     config = make_config(fed_config, {"run.name": "static-k", "eeqa.enabled": False, "federation.rounds": 1})
     run_simulation(config, log=lambda *_: None)

@@ -111,7 +111,9 @@ class TrainingSection(Section):
 
 class EvalSection(Section):
     every: int = Field(1, ge=1, description="held-out loss every N rounds (and after the last)")
-    examples: int = Field(48, ge=1, description="held-out examples scored")
+    examples: int = Field(48, ge=1, description="held-out examples scored at round 0 and after the last round (the reported loss)")
+    curve_examples: int = Field(0, ge=0, description="held-out examples scored at the rounds in between (the loss curve: the first N "
+                                                     "of eval.examples, which round 0 and the last round also report); 0: all of them")
     score_examples: int = Field(0, ge=0, description="after the last round, score the benchmark suites on this many items each (0: skip)")
     require_isolation: bool = Field(False, description="refuse to score code benchmarks without namespaces and an unprivileged uid")
     split: str = Field("heldout", description="what the per-round loss is measured on: heldout (reported numbers) or dev (choosing settings)")
@@ -187,6 +189,7 @@ class RunConfig(Section):
         _at_most("federation.clients_per_round", fed.clients_per_round, fed.num_clients, "federation.num_clients")
         _at_most("federation.min_clients", fed.min_clients, fed.clients_per_round, "federation.clients_per_round")
         _at_most("eeqa.k_min", self.eeqa.k_min, self.router.top_k, "router.top_k")
+        _at_most("eval.curve_examples", self.eval.curve_examples, self.eval.examples, "eval.examples")
         for client, k_avg in self.eeqa.device_budgets.items():
             if not 0 <= client < fed.num_clients or not 0 < k_avg <= self.router.top_k:
                 raise ConfigError(f"config key 'eeqa.device_budgets': expected clients in [0, {fed.num_clients}) with "

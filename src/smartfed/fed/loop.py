@@ -38,7 +38,8 @@ def run_federation(config: RunConfig, side: ModelSide, heldout: list, exchange: 
         record.cumulative_bytes_up = previous.cumulative_bytes_up + record.bytes_up
         record.cumulative_bytes_down = previous.cumulative_bytes_down + record.bytes_down
         if round_ % config.eval.every == 0 or round_ == last:
-            _set_heldout(record, population, evaluate(method, side, heldout, population.models()))
+            items = heldout if round_ == last else heldout[: config.eval.curve_examples or None]  # the curve's items in between
+            _set_heldout(record, population, evaluate(method, side, items, population.models()))
         record.wall_s = round(time.time() - began, 2)
         run.append_metrics(record)  # before the checkpoint: see run_folder.py
         run.save_checkpoint(round_, *population.checkpoint())

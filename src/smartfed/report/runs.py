@@ -16,6 +16,7 @@ from smartfed.config import RunConfig  # noqa: E402
 from smartfed.fed.records import RoundRecord, Summary  # noqa: E402
 from smartfed.fed.run_folder import RunFolder  # noqa: E402
 from smartfed.methods import Method, get_method  # noqa: E402
+from smartfed.report.stats import interval  # noqa: E402
 
 
 @dataclass
@@ -47,7 +48,16 @@ class RunResult:
 
     @property
     def losses(self) -> list[tuple[int, float]]:
-        return [(m.round, m.heldout_loss) for m in self.metrics if m.heldout_loss is not None]
+        """(round, held-out loss) of every evaluated round on the same items: the curve's (`eval.curve_examples`,
+        the first items of the held-out set; round 0 and the last round, scored on all of them, are cut to those)."""
+        n = self.config.eval.curve_examples or None
+        return [(m.round, _mean_loss(m.heldout_items[:n]) if m.heldout_items and n else m.heldout_loss)
+                for m in self.metrics if m.heldout_loss is not None]
+
+    def curve_items(self, round_: int) -> list[tuple[float, int]] | None:
+        """(summed NLL, tokens) per item of the curve at `round_`, if that round recorded them."""
+        m = next((m for m in self.metrics if m.round == round_ and m.heldout_loss is not None), None)
+        return m.heldout_items[: self.config.eval.curve_examples or None] if m and m.heldout_items else None
 
     @property
     def bytes_total(self) -> int:
@@ -99,6 +109,10 @@ def settings(results: list[RunResult]) -> dict[str, list[RunResult]]:
     return {min((r.name for r in runs), key=len): sorted(runs, key=lambda r: r.config.run.seed) for runs in groups.values()}
 
 
+def _mean_loss(items: list[tuple[float, int]]) -> float:
+    return sum(t for t, _ in items) / max(sum(n for _, n in items), 1)
+
+
 def fedit_of(result: RunResult, results: list[RunResult]) -> RunResult | None:
     """The FedIT run with the same composition and data fraction, the reference for ratios."""
     return next((r for r in results if r.method.is_reference and r.config.data.composition == result.config.data.composition
@@ -121,7 +135,7 @@ def summary_table(results: list[RunResult]) -> str:
         scores = r.summary.scores or {}
         cells = [r.name, c.run.method, r.method.trains(c), "on" if r.method.uses_eeqa(c) else "off", f"{c.data.fraction:g}",
                  *(_fmt(None if scores.get(s) is None else 100 * scores[s], ".1f") for s in suites),
-                 f"{r.losses[0][1]:.4f} -> {r.losses[-1][1]:.4f}", "-" if not fedit or c.eval.every != 1 else _fmt(reach, "d", "not reached"),
+                 f"{r.summary.initial_heldout_loss:.4f} -> {r.summary.final_heldout_loss:.4f}", "-" if not fedit or c.eval.every != 1 else _fmt(reach, "d", "not reached"),
                  f"{r.summary.cumulative_bytes_up / 1e6:.2f}", f"{r.summary.cumulative_bytes_down / 1e6:.2f}",
                  f"{r.energy_j / 1e3:.2f}", f"{r.summary.client_cpu_s:.0f}", f"{r.token_passes / 1e3:.1f}",
                  f"{r.summary.wall_s:.0f}"]
@@ -138,14 +152,13 @@ def ratio_table(results: list[RunResult]) -> str:
         fedit = fedit_of(r, results)
         if fedit is None or r is fedit:
             continue
-        target = fedit.losses[-1][1]
         speedup = r.speedup_over(fedit)
         convergence = f"{speedup:.2f}x" if speedup else "not reached"
         if not (r.evaluated_every_round and fedit.evaluated_every_round):  # only rounds that were evaluated can count
             convergence = "- (not evaluated every round)"
         score_delta = None if r.mean_score is None or fedit.mean_score is None else 100 * (r.mean_score - fedit.mean_score)
         bytes_ratio = f"{fedit.bytes_total / r.bytes_total:.2f}x" if r.bytes_total else "nothing sent"
-        lines.append(f"| {r.name} | {fedit.name} | {_fmt(score_delta, '+.1f')} | {r.losses[-1][1] - target:+.4f} | {convergence} | "
+        lines.append(f"| {r.name} | {fedit.name} | {_fmt(score_delta, '+.1f')} | {r.summary.final_heldout_loss - fedit.summary.final_heldout_loss:+.4f} | {convergence} | "
                      f"{bytes_ratio} | {f'{fedit.energy_j / r.energy_j:.2f}x' if r.energy_j else '-'} | "
                      f"{f'{fedit.token_passes / r.token_passes:.2f}x' if r.token_passes else '-'} |")
     return "\n".join(lines)
@@ -163,15 +176,29 @@ def _legend_and_grid(ax) -> None:
     ax.grid(alpha=0.3)
 
 
+def _curve(runs: list[RunResult], rounds: list[int]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, str]:
+    """(estimate, low, high, what the band is) per round. Where every run recorded the curve's items at every round:
+    the ratio of sums over seeds and items with its 95% bootstrap interval (report/stats.py); else the mean over
+    seeds with a min-to-max band, or no band for a single seed."""
+    cells = [[r.curve_items(rd) for r in runs] for rd in rounds]
+    if all(x is not None for row in cells for x in row) and all(len({len(x) for x in row}) == 1 for row in cells):
+        bounds = np.array([interval(*np.moveaxis(np.array(row, dtype=float), -1, 0)) for row in cells])  # row: (seeds, items, 2)
+        return bounds[:, 0], bounds[:, 1], bounds[:, 2], "95% CI"
+    values = np.array([[dict(r.losses)[rd] for rd in rounds] for r in runs])  # (seeds, rounds)
+    if len(runs) > 1:
+        return values.mean(0), values.min(0), values.max(0), "min-max"
+    return values[0], None, None, "no band"
+
+
 def loss_plot(results: list[RunResult], out: Path) -> Path:
-    """Held-out loss per round; a setting run with several seeds is its mean with a band from min to max."""
+    """Held-out loss per round on the curve's items, over seeds, with a band (`_curve`)."""
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
     for i, (label, runs) in enumerate(settings(results).items()):
         rounds = sorted(set.intersection(*(set(dict(r.losses)) for r in runs)))
-        values = np.array([[dict(r.losses)[rd] for rd in rounds] for r in runs])  # (seeds, rounds)
-        ax.plot(rounds, values.mean(0), **(_style(runs[0], i) | {"label": label + (f" ({len(runs)} seeds)" if len(runs) > 1 else "")}))
-        if len(runs) > 1:
-            ax.fill_between(rounds, values.min(0), values.max(0), color=plt.cm.tab20(i % 20), alpha=0.2)
+        center, low, high, band = _curve(runs, rounds)
+        ax.plot(rounds, center, **(_style(runs[0], i) | {"label": f"{label} ({len(runs)} seed{'s' * (len(runs) > 1)}, {band})"}))
+        if low is not None:
+            ax.fill_between(rounds, low, high, color=plt.cm.tab20(i % 20), alpha=0.2)
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("round")
     ax.set_ylabel("held-out loss (NLL per answer token)")
@@ -208,7 +235,7 @@ def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
         fractions = [r.config.data.fraction for r in rs]
         if all(r.mean_score is not None for r in rs):
             left.plot(fractions, [100 * r.mean_score for r in rs], marker="o", label=method)
-        right.plot(fractions, [r.losses[-1][1] for r in rs], marker="o", label=method)
+        right.plot(fractions, [r.summary.final_heldout_loss for r in rs], marker="o", label=method)
     for ax, label in ((left, "mean benchmark score (%)"), (right, "final held-out loss")):
         ax.set_xscale("log")
         ax.set_xlabel("fraction of each client's data")
