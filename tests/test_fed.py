@@ -151,9 +151,10 @@ def test_the_curve_scores_its_items_in_between_and_the_ends_score_all(fed_config
     config = make_config(fed_config, {"run.name": "curve", "eval.curve_examples": 3, "federation.rounds": 2})
     summary = run_simulation(config, log=lambda *_: None)
     metrics = [json.loads(line) for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert [len(m["heldout_items"]) for m in metrics] == [8, 3, 8]  # round 0 and the last: all 8 items; round 1: the first 3
+    assert [len(m["heldout_items"]) for m in metrics] == [3, 3, 8]  # the last round: all 8 items; rounds 0 and 1: the first 3
     mean = lambda items: sum(t for t, _ in items) / sum(n for _, n in items)  # noqa: E731
     assert summary.final_heldout_loss == pytest.approx(mean(metrics[-1]["heldout_items"]))
+    assert summary.initial_heldout_loss == pytest.approx(mean(metrics[0]["heldout_items"]))
     run = RunResult.read(config.run_dir)  # the curve: the same 3 items at every round
     assert run.losses == [(m["round"], pytest.approx(mean(m["heldout_items"][:3]))) for m in metrics]
     assert [e.id for e in heldout_set(config)][:3] == [e.id for e in heldout_set(make_config(fed_config, {"eval.examples": 3}))]

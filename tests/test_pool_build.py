@@ -70,7 +70,7 @@ def test_margins_are_each_modules_own_peft_loss_on_its_skills_dev_items(tiny_mod
     from smartfed.cli.main import main
     from smartfed.data import composition_splits
     from smartfed.eval.generate import heldout_loss
-    from tests.conftest import tiny_pool
+    from conftest import tiny_pool
 
     for label in ("old", "new"):  # two pools, each with a module for zh and for math
         for skill, folder in zip(("zh", "math"), tiny_pool(tiny_model_folder, tmp_path / label, 2)):

@@ -76,7 +76,7 @@ def comparison_configs(composition: str, out_dir: str, methods: list[str], fract
 
     return [base.with_values({"run.name": _name(method, fraction, seed), "data.fraction": fraction, "run.seed": seed,
                               **METHOD_RUNS[method], **rate(method)})
-            for method in methods for fraction in fractions for seed in seeds]
+            for seed in seeds for fraction in fractions for method in methods]  # seed-major: a sweep cut short holds whole seeds
 
 
 def _name(method: str, fraction: float, seed: int) -> str:

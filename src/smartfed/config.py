@@ -111,9 +111,9 @@ class TrainingSection(Section):
 
 class EvalSection(Section):
     every: int = Field(1, ge=1, description="held-out loss every N rounds (and after the last)")
-    examples: int = Field(48, ge=1, description="held-out examples scored at round 0 and after the last round (the reported loss)")
-    curve_examples: int = Field(0, ge=0, description="held-out examples scored at the rounds in between (the loss curve: the first N "
-                                                     "of eval.examples, which round 0 and the last round also report); 0: all of them")
+    examples: int = Field(48, ge=1, description="held-out examples scored after the last round (the reported loss)")
+    curve_examples: int = Field(0, ge=0, description="held-out examples scored at round 0 and the rounds in between (the loss curve: "
+                                                     "the first N of eval.examples, which the last round also reports); 0: all of them")
     score_examples: int = Field(0, ge=0, description="after the last round, score the benchmark suites on this many items each (0: skip)")
     require_isolation: bool = Field(False, description="refuse to score code benchmarks without namespaces and an unprivileged uid")
     split: str = Field("heldout", description="what the per-round loss is measured on: heldout (reported numbers) or dev (choosing settings)")

@@ -61,7 +61,9 @@ def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, ru
         return population, start
     run.create(config, side.provenance)
     record = RoundRecord(round=0, quotas=get_quotas(side.model))
-    _set_heldout(record, population, evaluate(method, side, heldout, population.models()))
+    trains = method.trains_anything  # a training-free method's round 0 is its last: all the items
+    _set_heldout(record, population, evaluate(method, side, heldout[: config.eval.curve_examples or None] if trains else heldout,
+                                              population.models()))
     run.append_metrics(record)
     run.save_checkpoint(0, *population.checkpoint())
     return population, 0

@@ -51,7 +51,7 @@ class RoundRecord(Record):
 class Summary(Record):
     method: str
     rounds: int
-    initial_heldout_loss: float
+    initial_heldout_loss: float  # round 0, on the curve's items (eval.curve_examples; all of eval.examples by default)
     final_heldout_loss: float
     cumulative_bytes_up: int
     cumulative_bytes_down: int

@@ -37,7 +37,7 @@ class BuildConfig:
     rank: int = 8
     alpha: float = 16.0
     targets: tuple[str, ...] = LLAMA_LINEAR_TYPES
-    steps: int = 60
+    steps: int = 150
     batch_size: int = 4
     max_length: int = 256
     lr: float = 1e-3

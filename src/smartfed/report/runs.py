@@ -49,7 +49,7 @@ class RunResult:
     @property
     def losses(self) -> list[tuple[int, float]]:
         """(round, held-out loss) of every evaluated round on the same items: the curve's (`eval.curve_examples`,
-        the first items of the held-out set; round 0 and the last round, scored on all of them, are cut to those)."""
+        the first items of the held-out set; the last round, scored on all of them, is cut to those)."""
         n = self.config.eval.curve_examples or None
         return [(m.round, _mean_loss(m.heldout_items[:n]) if m.heldout_items and n else m.heldout_loss)
                 for m in self.metrics if m.heldout_loss is not None]
@@ -126,16 +126,17 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 def summary_table(results: list[RunResult]) -> str:
     suites = list(dict.fromkeys(s for r in results for s in r.summary.scores or {}))
     lines = ["| run | method | router | EEQA | data | " + " | ".join(f"{s} %" for s in suites) + (" | " if suites else "")
-             + "held-out loss start -> end | rounds to FedIT's final loss | MB up | MB down | energy kJ | client CPU s "
+             + "held-out loss (all items) | curve: start -> end | rounds to FedIT's final loss | MB up | MB down | energy kJ | client CPU s "
              "| client compute (k token-passes) | wall s |",
-             "|---|---|---|---|---:|" + "---:|" * len(suites) + "---|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---|---|---|---:|" + "---:|" * len(suites) + "---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         c, fedit = r.config, fedit_of(r, results)
         reach = r.rounds_to_reach(fedit.losses[-1][1]) if fedit and c.eval.every == 1 else None
         scores = r.summary.scores or {}
         cells = [r.name, c.run.method, r.method.trains(c), "on" if r.method.uses_eeqa(c) else "off", f"{c.data.fraction:g}",
                  *(_fmt(None if scores.get(s) is None else 100 * scores[s], ".1f") for s in suites),
-                 f"{r.summary.initial_heldout_loss:.4f} -> {r.summary.final_heldout_loss:.4f}", "-" if not fedit or c.eval.every != 1 else _fmt(reach, "d", "not reached"),
+                 f"{r.summary.final_heldout_loss:.4f} ({len(r.loss_items or []) or c.eval.examples})",
+                 f"{r.losses[0][1]:.4f} -> {r.losses[-1][1]:.4f}" + (f" ({c.eval.curve_examples})" if c.eval.curve_examples else ""), "-" if not fedit or c.eval.every != 1 else _fmt(reach, "d", "not reached"),
                  f"{r.summary.cumulative_bytes_up / 1e6:.2f}", f"{r.summary.cumulative_bytes_down / 1e6:.2f}",
                  f"{r.energy_j / 1e3:.2f}", f"{r.summary.client_cpu_s:.0f}", f"{r.token_passes / 1e3:.1f}",
                  f"{r.summary.wall_s:.0f}"]
