@@ -69,9 +69,10 @@ def test_statistics_table_groups_seeds_and_compares_with_fedit():
 def test_comparison_sweeps_name_their_seeds(tmp_path):
     from smartfed.compare import comparison_configs
 
-    configs = comparison_configs("zh+math", str(tmp_path), ["fedit"], [1.0, 0.1], quick=True, seeds=[0, 2])
-    assert [(c.run.name, c.run.seed, c.data.fraction) for c in configs] == [
-        ("fedit", 0, 1.0), ("fedit-seed2", 2, 1.0), ("fedit-frac0.1", 0, 0.1), ("fedit-frac0.1-seed2", 2, 0.1)]
+    configs = comparison_configs("zh+math", str(tmp_path), ["fedit", "arrow"], [1.0, 0.1], quick=True, seeds=[0, 2])
+    assert [(c.run.name, c.run.seed, c.data.fraction) for c in configs] == [  # seed-major: a sweep cut short holds whole seeds
+        ("fedit", 0, 1.0), ("arrow", 0, 1.0), ("fedit-frac0.1", 0, 0.1), ("arrow-frac0.1", 0, 0.1),
+        ("fedit-seed2", 2, 1.0), ("arrow-seed2", 2, 1.0), ("fedit-frac0.1-seed2", 2, 0.1), ("arrow-frac0.1-seed2", 2, 0.1)]
 
 
 def test_each_setting_is_compared_with_fedit_on_its_own_data_fraction():
