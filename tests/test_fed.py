@@ -88,6 +88,8 @@ def test_config_validation_names_the_key(tmp_path):
     ("nosuch.key=1", "unknown config key 'nosuch': expected one of aggregation, arrow, data, eeqa"),
     ("router.kind=module-arrow", "config key 'router.kind': expected one of linear, activation, lowrank, arrow, static, module"),
     ("aggregation.rule=median run.method=flora", "config key 'aggregation.rule': expected fedavg with run.method = 'flora'"),
+    ("eval.suites=['mgsm-zh','mgsm-xx']", "config key 'eval.suites': expected one of gsm8k, .*, found 'mgsm-xx'"),
+    ("eval.examples=8 eval.curve_examples=9", "config key 'eval.curve_examples': expected <= eval.examples=8, found 9"),
 ])
 def test_bad_config_values_name_the_key_expected_and_found(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from smartfed import __version__
 from smartfed.data.compositions import COMPOSITIONS
 from smartfed.errors import ConfigError
+from smartfed.eval.suites import SUITES
 from smartfed.methods import METHODS
 from smartfed.models import DEFAULT_MODEL, DEVICES, DTYPES, QUANTIZED
 from smartfed.quota import IMPORTANCE_KINDS
@@ -115,6 +116,7 @@ class EvalSection(Section):
     curve_examples: int = Field(0, ge=0, description="held-out examples scored at round 0 and the rounds in between (the loss curve: "
                                                      "the first N of eval.examples, which the last round also reports); 0: all of them")
     score_examples: int = Field(0, ge=0, description="after the last round, score the benchmark suites on this many items each (0: skip)")
+    suites: list[str] = Field([], description="benchmark suites scored (smartfed.eval.suites); empty: the composition's own")
     require_isolation: bool = Field(False, description="refuse to score code benchmarks without namespaces and an unprivileged uid")
     split: str = Field("heldout", description="what the per-round loss is measured on: heldout (reported numbers) or dev (choosing settings)")
 
@@ -177,6 +179,8 @@ class RunConfig(Section):
         _one_of("data.composition", self.data.composition, tuple(COMPOSITIONS))
         _one_of("eeqa.importance", self.eeqa.importance, IMPORTANCE_KINDS)
         _one_of("eval.split", self.eval.split, ("heldout", "dev"))
+        for suite in self.eval.suites:
+            _one_of("eval.suites", suite, tuple(SUITES))
         _one_of("model.dtype", self.model.dtype, (*DTYPES, *QUANTIZED))
         if self.model.device.split(":")[0] not in DEVICES:
             raise ConfigError(f"config key 'model.device': expected one of {', '.join(DEVICES)} or cuda:N, found {self.model.device!r}")

@@ -2,7 +2,7 @@
 
 
 # What `--resume` may change: how long the run goes on, and how it is evaluated.
-RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.every", "eval.score_examples")
+RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.every", "eval.score_examples", "eval.suites")
 
 
 def add_parser(sub) -> None:

@@ -16,7 +16,7 @@ SCORES = "scores.json"
 
 
 def score_run(config: RunConfig, method: Method, side: ModelSide, run: RunFolder, models: list[tuple[dict, dict[str, int]]]) -> dict[str, float]:
-    """{suite: score} on the first `eval.score_examples` items of each suite of the composition.
+    """{suite: score} on the first `eval.score_examples` items of each suite of `eval.suites` (default: the composition's).
 
     One (state, quotas) is the global model. Several (clients that keep their own models) share each
     suite's items round-robin, so every item is answered once and the score estimates the mean
@@ -28,7 +28,7 @@ def score_run(config: RunConfig, method: Method, side: ModelSide, run: RunFolder
         require_isolation()
     print(f"benchmark scores: generated code runs with {isolation()}")
     report = {}
-    for suite in COMPOSITIONS[config.data.composition].eval_suites:
+    for suite in config.eval.suites or COMPOSITIONS[config.data.composition].eval_suites:
         items = []
         for shard, (state, quotas) in enumerate(models[:n]):
             method.load_state_dict(side.model, state)
