@@ -1,4 +1,4 @@
-"""`smartfed compare COMPOSITION [--quick] [--methods ...] [--fractions ...] [--seeds ...] [--tuning DIR]`: every method, one report."""
+"""`smartfed compare COMPOSITION [--quick] [--methods ...] [--fractions ...] [--seeds ...] [--tuning DIR] [--no-report]`: every method, one report."""
 
 
 def add_parser(sub) -> None:
@@ -11,6 +11,7 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", default="0", help="seeds, comma-separated (0,1,2: three runs of every method; the report gives intervals)")
     p.add_argument("--tuning", metavar="DIR", help="a `smartfed tune` folder: every method runs at the learning rate chosen "
                    "for it there (its tuning.json)")
+    p.add_argument("--no-report", action="store_true", help="only the runs (sweeps split into jobs report once at the end)")
     p.add_argument("--quick", action="store_true", help="CI smoke scale: 2 rounds, 4 clients, 1 step, 2 items per suite")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key for every run")
     p.set_defaults(run=run)
@@ -39,6 +40,8 @@ def run(args) -> None:
     rates = tuned_rates(args.tuning, args.composition) if args.tuning else None
     configs = comparison_configs(args.composition, str(out), methods, fractions, args.quick, args.overrides, seeds, rates)
     runs = run_comparison(configs)
+    if args.no_report:
+        return
     report_dir = out / ("report" if fractions == [1.0] else "report-data-fraction")  # a sweep may share the runs folder
     print(write_report(runs, report_dir))
     print(f"report: {report_dir / 'report.md'}")

@@ -15,6 +15,7 @@ import numpy as np  # noqa: E402
 from smartfed.config import RunConfig  # noqa: E402
 from smartfed.fed.records import RoundRecord, Summary  # noqa: E402
 from smartfed.fed.run_folder import RunFolder  # noqa: E402
+from smartfed.io import atomic_path  # noqa: E402
 from smartfed.methods import Method, get_method  # noqa: E402
 from smartfed.report.stats import interval  # noqa: E402
 
@@ -281,13 +282,13 @@ def quota_heatmap(run_dir: Path, out: Path) -> Path:
     axes[0][0].set_ylabel("layer")
     fig.suptitle(f"{Path(run_dir).name}: experts per matrix (k_j)", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), label="k_j")
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return _save(fig, out, tight=False)  # the colourbar spans the panels: no tight layout
 
 
-def _save(fig, out: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
+def _save(fig, out: Path, tight: bool = True) -> Path:
+    if tight:
+        fig.tight_layout()
+    with atomic_path(out) as tmp:  # two sweeps writing one report never leave a torn PNG
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
     return out
