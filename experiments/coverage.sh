@@ -1,41 +1,44 @@
 #!/usr/bin/env bash
-# The coverage study: what reuse can do when the pool matches the task and when it does not. For each
-# composition, the reuse methods (SmartFed's defaults, the module router, Arrow) run on two more pools
-# beside the default one (the composition scripts' runs):
+# The coverage study: what reuse can do when the pool matches the task and when it does not. The reuse
+# methods (SmartFed's defaults, the module router, Arrow), 3 seeds each, on one composition with one of two
+# pools beside the default one (whose runs the composition scripts make):
 #
 #   matched     zh+math: zh + math-eqn (GSM8K questions in English answered in Ape210K's 列式/答案是 format)
-#               math+code: math-pal (GSM8K-PAL's own train split) + code;  zh+code: zh + code
+#               math+code: math-pal (trained on GSM8K-PAL's train split, the clients' own source) + code
+#               zh+code: zh + code (the default pool's own modules for the two skills)
 #   mismatched  zh+math: code + instruct;  math+code: zh + instruct;  zh+code: math + instruct
 #
-#   experiments/coverage.sh [COMPOSITION ...] [-- --seeds 0,1,2 --set section.key=value ...]
+#   experiments/coverage.sh COMPOSITION matched|mismatched [--methods a,b] [--seeds 0,1,2] [--no-report] [--set ...]
 #
-# The matched modules are built first if missing (`smartfed pool build`, the default pool's settings)
-# into $SMARTFED_CACHE/pools/smollm2-135m-instruct-coverage/; the others are the shipped default modules.
-# Every method runs at the rate tuned for it on the composition's dev split where docs/tuning/<composition>
-# has one (else its default). Results: docs/results/<composition>-pool-<matched|mismatched>/, a report in each.
-# Running time on 2 CPU cores: see README ("The coverage study"); each run is resumable.
+# A matched module that is not built yet is built first (`smartfed pool build`, the default pool's settings,
+# about 25 min on 2 cores) into $SMARTFED_CACHE/pools/smollm2-135m-instruct-coverage/, one build at a
+# time (flock); the other modules are the shipped default ones. Every method runs at the rate tuned for it
+# on the composition's dev split where docs/tuning/<composition> has one. Results and report:
+# docs/results/<composition>-pool-<matched|mismatched>/. Running time: see the README's "Budget".
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 smartfed="$repo/.venv/bin/smartfed"; python="$repo/.venv/bin/python"
 [[ -x "$smartfed" ]] || { smartfed=smartfed; python=python; }
-compositions=(); while [[ $# -gt 0 && "$1" != -- ]]; do compositions+=("$1"); shift; done
-[[ $# -gt 0 ]] && shift  # the rest goes to smartfed compare
-[[ ${#compositions[@]} -gt 0 ]] || compositions=(zh+math math+code zh+code)
+composition="${1:?usage: coverage.sh COMPOSITION matched|mismatched [compare options]}"; pool="${2:?matched or mismatched}"; shift 2
 shipped="$("$python" -c 'from smartfed.pool.resolve import shipped_pool_dir; print(shipped_pool_dir("smollm2-135m-instruct"))')"
 coverage="${SMARTFED_CACHE:-$HOME/.cache/smartfed}/pools/smollm2-135m-instruct-coverage"
-declare -A matched=([zh+math]="$shipped/zh $coverage/math-eqn" [math+code]="$coverage/math-pal $shipped/code" [zh+code]="$shipped/zh $shipped/code")
-declare -A mismatched=([zh+math]="$shipped/code $shipped/instruct" [math+code]="$shipped/zh $shipped/instruct" [zh+code]="$shipped/math $shipped/instruct")
-for composition in "${compositions[@]}"; do
-  tuning=(); [[ -f "$repo/docs/tuning/$composition/tuning.json" ]] && tuning=(--tuning "$repo/docs/tuning/$composition")
-  for pool in matched mismatched; do
-    declare -n folders="$pool"
-    list=""
-    for folder in ${folders[$composition]}; do
-      skill="$(basename "$folder")"
-      [[ -f "$folder/adapter_config.json" ]] || "$smartfed" pool build --skill "$skill" --out "$folder"
-      list+="${list:+,}\"$folder\""
-    done
-    "$smartfed" compare "$composition" --out "docs/results/$composition-pool-$pool" --methods smartfed,module-router,arrow \
-      "${tuning[@]}" --set "pool.adapters=[$list]" "$@"
-  done
+case "$composition/$pool" in
+  zh+math/matched) folders=("$shipped/zh" "$coverage/math-eqn") ;;
+  math+code/matched) folders=("$coverage/math-pal" "$shipped/code") ;;
+  zh+code/matched) folders=("$shipped/zh" "$shipped/code") ;;
+  zh+math/mismatched) folders=("$shipped/code" "$shipped/instruct") ;;
+  math+code/mismatched) folders=("$shipped/zh" "$shipped/instruct") ;;
+  zh+code/mismatched) folders=("$shipped/math" "$shipped/instruct") ;;
+  *) echo "coverage.sh: expected zh+math, math+code or zh+code and matched or mismatched, found $composition $pool" >&2; exit 2 ;;
+esac
+list=""
+for folder in "${folders[@]}"; do
+  if [[ ! -f "$folder/adapter_config.json" ]]; then
+    mkdir -p "$coverage"
+    flock "$coverage/.build.lock" "$smartfed" pool build --skill "$(basename "$folder")" --out "$folder"
+  fi
+  list+="${list:+,}\"$folder\""
 done
+tuning=(); [[ -f "$repo/docs/tuning/$composition/tuning.json" ]] && tuning=(--tuning "$repo/docs/tuning/$composition")
+exec "$smartfed" compare "$composition" --out "$repo/docs/results/$composition-pool-$pool" --methods smartfed,module-router,arrow \
+  --seeds 0,1,2 "${tuning[@]}" --set "pool.adapters=[$list]" "$@"

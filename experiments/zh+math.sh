@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# SmartFed (every router kind, with and without EEQA) against FedIT, FFA-LoRA, LoRAHub, a module
-# router and local training on the zh+math composition, then the report (table, ratios vs FedIT, plots).
+# SmartFed (the defaults of `smartfed run`, and the same without EEQA) against FedIT, FFA-LoRA, the module
+# router, LoRAHub and Arrow on the zh+math composition, 3 seeds each, every method at the learning rate tuned for
+# it on the dev split where docs/tuning/zh+math has one; then the report (tables with 95% intervals, paired
+# tests against FedIT, the paper's headline figures, plots with bands). The scale is compare.STANDARD.
 #
-#   experiments/zh+math.sh [--quick] [--methods a,b] [--fractions 0.1,0.25,1] [--set section.key=value ...]
+#   experiments/zh+math.sh [--methods a,b] [--seeds 0,1,2] [--quick] [--no-report] [--set section.key=value ...]
 #
-# Results: runs/zh+math/ (one run folder per method) and runs/zh+math/report/report.md.
-# Running time on 2 CPU cores: 89 min 44 s for the 11 runs of an earlier
-# method list (now 13 runs with the tuned defaults, not timed yet) (measured, `time experiments/zh+math.sh`;
-# the machine was partly shared with other jobs).
+# Results: docs/results/zh+math/ (one run folder per method and seed; checkpoints are not committed) and
+# docs/results/zh+math/report/report.md. Resumable: finished runs are kept, a stopped one resumes at its
+# last round. Running time on 2 CPU cores: see the README's "Budget" (measured per run).
 # --quick: the CI smoke scale (2 rounds, 4 clients, 1 step, 2 items per suite), meant for the tiny
 # test model and pool (tests/test_baselines.py passes them with --set model.name=... --set pool.adapters=[...]).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 smartfed="$repo/.venv/bin/smartfed"  # the README's set-up; else whatever `smartfed` is on PATH
 [[ -x "$smartfed" ]] || smartfed=smartfed
-exec "$smartfed" compare "zh+math" --out "runs/zh+math" "$@"
+tuning=(); [[ -f "$repo/docs/tuning/zh+math/tuning.json" ]] && tuning=(--tuning "$repo/docs/tuning/zh+math")
+exec "$smartfed" compare "zh+math" --out "$repo/docs/results/zh+math" --methods smartfed,smartfed-topk,fedit,ffa-lora,module-router,lorahub,arrow \
+  --seeds 0,1,2 "${tuning[@]}" "$@"

@@ -32,9 +32,15 @@ METHOD_RUNS: dict[str, dict] = {
     "local": {"run.method": "local", "eval.every": 1_000_000},  # held-out loss once, at the end: it is per client
 }
 
-# The scale the README's results use on 2 CPU cores, and the CI smoke scale (--quick).
-STANDARD = {"federation.num_clients": 10, "federation.clients_per_round": 3, "federation.rounds": 4, "training.local_steps": 3,
-            "training.batch_size": 4, "training.max_length": 160, "eval.examples": 24, "eval.score_examples": 8}
+# The scale the README's results use on 2 CPU cores (its "Budget" section says how it was sized): 20 rounds of
+# 2 clients taking 1 step of 4 examples; the reported held-out loss on 200 items after the last round, the
+# curve on the first 32 of them every round; each composition's benchmark suites (STANDARD_SUITES).
+STANDARD = {"federation.num_clients": 10, "federation.clients_per_round": 2, "federation.rounds": 20, "training.local_steps": 1,
+            "training.batch_size": 4, "training.max_length": 160, "eval.examples": 200, "eval.curve_examples": 32}
+STANDARD_SUITES = {"zh+math": {"eval.suites": ["mgsm-zh"], "eval.score_examples": 250},  # all of MGSM-zh
+                   "math+code": {"eval.suites": ["gsm-hard-pal", "mbpp"], "eval.score_examples": 100},
+                   "zh+code": {"eval.suites": ["humaneval", "mbpp"], "eval.score_examples": 100}}
+# The CI smoke scale (--quick).
 QUICK = {"federation.num_clients": 4, "federation.clients_per_round": 2, "federation.min_clients": 1, "federation.rounds": 2,
          "training.local_steps": 1, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4, "eval.score_examples": 2,
          "lorahub.search_budget": 3}
@@ -69,7 +75,8 @@ def comparison_configs(composition: str, out_dir: str, methods: list[str], fract
     if fixed:
         raise ConfigError(f"--set {fixed[0]}=...: expected a key the sweep does not set itself (it sets {sorted(controlled)})")
     base = load_config(overrides=list(overrides),
-                       base={**(QUICK if quick else STANDARD), "data.composition": composition, "run.out_dir": out_dir})
+                       base={**(QUICK if quick else STANDARD | STANDARD_SUITES.get(composition, {"eval.score_examples": 100})),
+                             "data.composition": composition, "run.out_dir": out_dir})
     def rate(method: str) -> dict:
         lr = (rates or {}).get(METHOD_RUNS[method]["run.method"])
         return {} if lr is None else {"training.lr": lr}
