@@ -45,7 +45,7 @@ def main() -> None:
         state = method.state_dict(side.model)
         client_update(config, side.model, side.tokenizer, state, get_quotas(side.model), examples, seed=1)  # warm-up
         step = seconds(lambda: client_update(config, side.model, side.tokenizer, state, get_quotas(side.model), examples, seed=2)) / args.steps
-        items = heldout_set(load_config(base=config.flat() | {"eval.examples": args.items}))
+        items = heldout_set(load_config(base=config.flat() | {"eval.examples": args.items, "eval.curve_examples": 0}))
         score = seconds(lambda: item_losses(side.model, side.tokenizer, items, max_length=384)) / len(items)
         rows.append((name, step, score))
         if args.generate and name == args.methods.split(",")[0]:

@@ -12,7 +12,7 @@
 #
 # A matched module that is not built yet is built first (`smartfed pool build`, the default pool's settings,
 # about 25 min on 2 cores) into $SMARTFED_CACHE/pools/smollm2-135m-instruct-coverage/, one build at a
-# time (flock); the other modules are the shipped default ones. Every method runs at the rate tuned for it
+# time (flock); the other modules are the default pool's (shipped, else built). Every method runs at the rate tuned for it
 # on the composition's dev split where docs/tuning/<composition> has one. Results and report:
 # docs/results/<composition>-pool-<matched|mismatched>/. Running time: see the README's "Budget".
 set -euo pipefail
@@ -20,7 +20,8 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 smartfed="$repo/.venv/bin/smartfed"; python="$repo/.venv/bin/python"
 [[ -x "$smartfed" ]] || { smartfed=smartfed; python=python; }
 composition="${1:?usage: coverage.sh COMPOSITION matched|mismatched [compare options]}"; pool="${2:?matched or mismatched}"; shift 2
-shipped="$("$python" -c 'from smartfed.pool.resolve import shipped_pool_dir; print(shipped_pool_dir("smollm2-135m-instruct"))')"
+# the default pool's modules where a run finds them (shipped, else built); an error naming the build command if neither
+shipped="$("$python" -c 'from smartfed.pool.resolve import default_pool_folders as d; print(d("smollm2-135m-instruct")[0].parent)')"
 coverage="${SMARTFED_CACHE:-$HOME/.cache/smartfed}/pools/smollm2-135m-instruct-coverage"
 case "$composition/$pool" in
   zh+math/matched) folders=("$shipped/zh" "$coverage/math-eqn") ;;
@@ -33,7 +34,7 @@ case "$composition/$pool" in
 esac
 list=""
 for folder in "${folders[@]}"; do
-  if [[ ! -f "$folder/adapter_config.json" ]]; then
+  if [[ ! -f "$folder/smartfed_card.json" ]]; then  # the card lands last: it marks a finished module
     mkdir -p "$coverage"
     flock "$coverage/.build.lock" "$smartfed" pool build --skill "$(basename "$folder")" --out "$folder"
   fi

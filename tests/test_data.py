@@ -93,6 +93,17 @@ def test_compositions_never_share_items_between_train_and_heldout(name):
     assert not benchmark_prompts & {e.prompt for e in dev}, "a dev item is also a benchmark item"
 
 
+@pytest.mark.parametrize("name", ["math+code", "zh+code"])
+def test_the_first_scored_items_hold_every_source_in_turn(name):
+    _, dev, heldout = composition_splits(name)
+    for split in (dev, heldout):
+        sources = COMPOSITIONS[name].train_sources
+        assert [e.source for e in split[:2 * len(sources)]] == list(sources) * 2  # one of each, in turn
+        for source in sources:  # each source keeps its own order
+            ids = [e.id for e in split if e.source == source]
+            assert ids == [e.id for e in load_source(source) if e.id in set(ids)]
+
+
 def test_partitions_cover_everything_once_and_skew_as_asked():
     train = composition_splits("zh+code").train
     iid = partition(train, "iid", 10)

@@ -81,9 +81,13 @@ def comparison_configs(composition: str, out_dir: str, methods: list[str], fract
         lr = (rates or {}).get(METHOD_RUNS[method]["run.method"])
         return {} if lr is None else {"training.lr": lr}
 
+    def runs_at(method: str, seed: int) -> bool:  # a training-free method is deterministic: its first seed stands for all
+        return seed == seeds[0] or get_method(METHOD_RUNS[method]["run.method"]).trains_anything
+
     return [base.with_values({"run.name": _name(method, fraction, seed), "data.fraction": fraction, "run.seed": seed,
                               **METHOD_RUNS[method], **rate(method)})
-            for seed in seeds for fraction in fractions for method in methods]  # seed-major: a sweep cut short holds whole seeds
+            for seed in seeds for fraction in fractions for method in methods  # seed-major: a sweep cut short holds whole seeds
+            if runs_at(method, seed)]
 
 
 def _name(method: str, fraction: float, seed: int) -> str:

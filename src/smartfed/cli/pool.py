@@ -132,7 +132,11 @@ def _run_margins(args) -> None:
     from smartfed.models import load_base_model
     from smartfed.report.stats import interval, paired
 
-    pools = dict(_label_dir(item) for item in args.pool)
+    labelled = [_label_dir(item) for item in args.pool]
+    labels = [label for label, _ in labelled]
+    if "base" in labels or len(set(labels)) != len(labels):
+        raise SystemExit(f"smartfed pool margins: --pool labels expected distinct and not 'base' (the base model's column), found {labels}")
+    pools = dict(labelled)
     skills = [s.strip() for s in args.skills.split(",") if s.strip()]
     missing = [f"{d / s}" for d in pools.values() for s in skills if not (d / s / "adapter_config.json").is_file()]
     if missing:

@@ -39,6 +39,7 @@ def run(args) -> None:
           f"{fed.rounds} rounds, method {config.run.method} ({get_method(config.run.method).trains(config)})")
     print(ROUND_HEADER)
     summary = run_simulation(config, resume=bool(args.resume))
-    print(f"\nheld-out loss {summary.initial_heldout_loss:.4f} -> {summary.final_heldout_loss:.4f}; "
+    items = f" (start on the first {config.eval.curve_examples} items, end on {config.eval.examples})" if config.eval.curve_examples else ""
+    print(f"\nheld-out loss {summary.initial_heldout_loss:.4f} -> {summary.final_heldout_loss:.4f}{items}; "
           f"sent {summary.cumulative_bytes_up / 1e6:.1f} MB up, {summary.cumulative_bytes_down / 1e6:.1f} MB down "
           f"(pool shipped once: {summary.pool_bytes_per_client_once / 1e6:.1f} MB per client); results in {config.run_dir}")

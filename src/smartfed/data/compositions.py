@@ -17,10 +17,12 @@ paper's three are Chinese+math, Chinese+code and math+code (SPEC section 4). Wha
 Each composition's own sources split by a hash of the item id into a held-out 10% (reported
 numbers only), a dev 5% (choosing settings: learning rates, gates, k) and the training rest, with
 no id or prompt shared between any two; benchmark suites (MGSM, GSM-Hard, HumanEval, MBPP test)
-are separate sources.
+are separate sources. The dev and held-out items come one source at a time in turn, so the first N
+(what a run scores) cover every source while it lasts.
 """
 
 import hashlib
+import itertools
 import re
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -79,9 +81,18 @@ def _examples(name: str, data_dir) -> list[Example]:
     return [e for source in COMPOSITIONS[name].train_sources for e in load_source(source, data_dir)]
 
 
+def _by_source_in_turn(examples: list[Example]) -> list[Example]:
+    """One item of each source in turn (each source in its own order) until a source runs out, then the rest:
+    the first N items of a split, what a run scores, hold every skill of the composition, not the first source's."""
+    queues = {}
+    for e in examples:
+        queues.setdefault(e.source, []).append(e)
+    return [e for row in itertools.zip_longest(*queues.values()) for e in row if e is not None]
+
+
 def heldout_split(name: str, data_dir=None) -> list[Example]:
-    """Only the held-out items (what a server evaluates on); the others are dropped as they are read."""
-    return [e for e in _examples(name, data_dir) if _part(e.id) == "heldout"]
+    """Only the held-out items (what a server evaluates on), sources in turn; the others are dropped as they are read."""
+    return _by_source_in_turn([e for e in _examples(name, data_dir) if _part(e.id) == "heldout"])
 
 
 def _normalised(text: str) -> str:
@@ -99,7 +110,7 @@ def composition_splits(name: str, data_dir=None) -> Splits:
     train = [e for e in parts["train"] if _normalised(e.prompt) not in taken]
     for a, b in ((train, parts["heldout"]), (train, dev), (dev, parts["heldout"])):
         assert_disjoint(a, b)
-    return Splits(train, dev, parts["heldout"])
+    return Splits(train, _by_source_in_turn(dev), _by_source_in_turn(parts["heldout"]))
 
 
 def assert_disjoint(train: list[Example], heldout: list[Example]) -> None:

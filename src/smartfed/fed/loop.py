@@ -39,7 +39,7 @@ def run_federation(config: RunConfig, side: ModelSide, heldout: list, exchange: 
         record.cumulative_bytes_down = previous.cumulative_bytes_down + record.bytes_down
         if round_ % config.eval.every == 0 or round_ == last:
             items = heldout if round_ == last else heldout[: config.eval.curve_examples or None]  # the curve's items in between
-            _set_heldout(record, population, evaluate(method, side, items, population.models()))
+            _set_heldout(record, population, evaluate(method, side, items, population.models()), config.eval.curve_examples)
         record.wall_s = round(time.time() - began, 2)
         run.append_metrics(record)  # before the checkpoint: see run_folder.py
         run.save_checkpoint(round_, *population.checkpoint())
@@ -63,7 +63,7 @@ def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, ru
     record = RoundRecord(round=0, quotas=get_quotas(side.model))
     trains = method.trains_anything  # a training-free method's round 0 is its last: all the items
     _set_heldout(record, population, evaluate(method, side, heldout[: config.eval.curve_examples or None] if trains else heldout,
-                                              population.models()))
+                                              population.models()), config.eval.curve_examples)
     run.append_metrics(record)
     run.save_checkpoint(0, *population.checkpoint())
     return population, 0
@@ -135,11 +135,14 @@ def evaluate(method: Method, side: ModelSide, heldout: list, models: list) -> li
     return [cache[(id(s), tuple(sorted(q.items())))] for s, q in models]
 
 
-def _set_heldout(record: RoundRecord, population: Population, per_model: list[list[tuple[float, int]]]) -> None:
-    losses = [sum(t for t, _ in items) / max(sum(n for _, n in items), 1) for items in per_model]
+def _set_heldout(record: RoundRecord, population: Population, per_model: list[list[tuple[float, int]]], curve: int) -> None:
+    mean = lambda items: sum(t for t, _ in items) / max(sum(n for _, n in items), 1)  # noqa: E731
+    losses = [mean(items) for items in per_model]
     record.heldout_loss = sum(losses) / len(losses)
     if isinstance(population, OwnModels):  # each client's own model
         record.heldout_loss_per_client = losses
+        if curve and len(per_model[0]) > curve:
+            record.curve_loss = sum(mean(items[:curve]) for items in per_model) / len(per_model)
     else:
         record.heldout_items = per_model[0]
 

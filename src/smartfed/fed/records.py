@@ -45,6 +45,7 @@ class RoundRecord(Record):
     heldout_loss: float | None = None
     heldout_loss_per_client: list[float] | None = None  # runs whose clients keep their own models
     heldout_items: list[tuple[float, int]] | None = None  # (summed NLL, answer tokens) per item: for confidence intervals
+    curve_loss: float | None = None  # own-model runs scored on more items than the curve's: the mean loss on the curve's items
     wall_s: float = 0.0
 
 

@@ -8,7 +8,7 @@ on the same seeds (runs named NAME-seedS are NAME's seeds):
   weighted equally, seeds and items resampled; report/stats.py). Holds: the interval is above 0 and
   reaches 10.21; does not hold: it is below 10.21; cannot tell: it holds both 0 and 10.21.
 - convergence 3.95x, communication ~31x, energy ~3.6x: FedIT's / SmartFed's per seed (rounds to FedIT's
-  final loss, bytes sent and received, joules). Holds: every seed reaches 3/4 of the claim; does not
+  final loss on the curve's items, bytes sent and received, joules). Holds: every seed reaches 3/4 of the claim; does not
   hold: no seed does; cannot tell: some do (convergence also when a run was not evaluated every round).
 - 10% data beats FedIT on all of it: `smartfed-frac0.1` against `fedit`, the paired interval of the
   mean score (of the held-out loss where no suite was scored). Holds: the interval is on SmartFed's

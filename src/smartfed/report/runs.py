@@ -52,8 +52,13 @@ class RunResult:
         """(round, held-out loss) of every evaluated round on the same items: the curve's (`eval.curve_examples`,
         the first items of the held-out set; the last round, scored on all of them, is cut to those)."""
         n = self.config.eval.curve_examples or None
-        return [(m.round, _mean_loss(m.heldout_items[:n]) if m.heldout_items and n else m.heldout_loss)
-                for m in self.metrics if m.heldout_loss is not None]
+
+        def curve(m: RoundRecord) -> float:
+            if m.heldout_items and n:
+                return _mean_loss(m.heldout_items[:n])
+            return m.curve_loss if m.curve_loss is not None else m.heldout_loss  # runs of own models record the curve's loss
+
+        return [(m.round, curve(m)) for m in self.metrics if m.heldout_loss is not None]
 
     def curve_items(self, round_: int) -> list[tuple[float, int]] | None:
         """(summed NLL, tokens) per item of the curve at `round_`, if that round recorded them."""
@@ -83,7 +88,7 @@ class RunResult:
         return next((r for r, loss in self.losses if r > 0 and loss <= target), None)
 
     def speedup_over(self, fedit: "RunResult") -> float | None:
-        """FedIT's rounds to its own final held-out loss / this run's rounds to that loss (None: never reached).
+        """FedIT's rounds to its own final loss on the curve's items / this run's rounds to that loss (None: never reached).
         Meaningful only where both evaluated every round (`evaluated_every_round`)."""
         target = fedit.losses[-1][1]
         reach, fedit_reach = self.rounds_to_reach(target), fedit.rounds_to_reach(target)
@@ -115,9 +120,11 @@ def _mean_loss(items: list[tuple[float, int]]) -> float:
 
 
 def fedit_of(result: RunResult, results: list[RunResult]) -> RunResult | None:
-    """The FedIT run with the same composition and data fraction, the reference for ratios."""
-    return next((r for r in results if r.method.is_reference and r.config.data.composition == result.config.data.composition
-                 and r.config.data.fraction == result.config.data.fraction), None)
+    """The FedIT run with the same composition and data fraction, the reference for ratios: the one of the same
+    seed where there is one (a training-free run, one seed for all, gets the first)."""
+    same_data = [r for r in results if r.method.is_reference and r.config.data.composition == result.config.data.composition
+                 and r.config.data.fraction == result.config.data.fraction]
+    return next((r for r in same_data if r.config.run.seed == result.config.run.seed), same_data[0] if same_data else None)
 
 
 def _fmt(value, spec: str, missing: str = "-") -> str:
@@ -127,7 +134,7 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 def summary_table(results: list[RunResult]) -> str:
     suites = list(dict.fromkeys(s for r in results for s in r.summary.scores or {}))
     lines = ["| run | method | router | EEQA | data | " + " | ".join(f"{s} %" for s in suites) + (" | " if suites else "")
-             + "held-out loss (all items) | curve: start -> end | rounds to FedIT's final loss | MB up | MB down | energy kJ | client CPU s "
+             + "held-out loss (all items) | curve: start -> end | rounds to FedIT's final curve loss | MB up | MB down | energy kJ | client CPU s "
              "| client compute (k token-passes) | wall s |",
              "|---|---|---|---|---:|" + "---:|" * len(suites) + "---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
@@ -147,7 +154,7 @@ def summary_table(results: list[RunResult]) -> str:
 
 def ratio_table(results: list[RunResult]) -> str:
     """Each run against the FedIT run on the same data: the paper's four headline comparisons."""
-    lines = ["| run | vs | mean score - FedIT's (pp) | held-out loss - FedIT's | convergence (FedIT rounds / rounds to FedIT's final loss) "
+    lines = ["| run | vs | mean score - FedIT's (pp) | held-out loss - FedIT's | convergence (FedIT rounds / rounds to FedIT's final curve loss) "
              "| FedIT bytes / bytes | FedIT energy / energy | FedIT compute / compute (token-passes) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
@@ -224,20 +231,23 @@ def bytes_plot(results: list[RunResult], out: Path) -> Path:
 
 
 def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
-    """Mean benchmark score and final held-out loss against data fraction, per method (sweeps only)."""
-    by_method: dict[str, list[RunResult]] = {}
-    for r in results:  # runs that differ only in their data fraction (and name) form one sweep
-        same = {k: v for k, v in r.config.flat().items() if k not in ("run.name", "data.fraction")}
-        by_method.setdefault(repr(sorted(same.items())), []).append(r)
-    sweeps = {_sweep_label(rs): sorted(rs, key=lambda r: r.config.data.fraction) for rs in by_method.values() if len(rs) > 1}
+    """Mean benchmark score and final held-out loss against data fraction, per method, averaged over seeds (sweeps only)."""
+    by_setting: dict[str, dict[float, list[RunResult]]] = {}
+    for r in results:  # runs that differ only in their data fraction, seed and name form one sweep
+        same = {k: v for k, v in r.config.flat().items() if k not in ("run.name", "run.seed", "data.fraction")}
+        by_setting.setdefault(repr(sorted(same.items(), key=str)), {}).setdefault(r.config.data.fraction, []).append(r)
+    sweeps = {_sweep_label([r for rs in by_fraction.values() for r in rs]): by_fraction
+              for by_fraction in by_setting.values() if len(by_fraction) > 1}
     if not sweeps:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for method, rs in sweeps.items():
-        fractions = [r.config.data.fraction for r in rs]
-        if all(r.mean_score is not None for r in rs):
-            left.plot(fractions, [100 * r.mean_score for r in rs], marker="o", label=method)
-        right.plot(fractions, [r.summary.final_heldout_loss for r in rs], marker="o", label=method)
+    for method, by_fraction in sweeps.items():
+        fractions = sorted(by_fraction)
+        runs = [by_fraction[f] for f in fractions]
+        label = f"{method} ({', '.join(str(len(rs)) for rs in runs)} seeds)"
+        if all(r.mean_score is not None for rs in runs for r in rs):
+            left.plot(fractions, [100 * np.mean([r.mean_score for r in rs]) for rs in runs], marker="o", label=label)
+        right.plot(fractions, [np.mean([r.summary.final_heldout_loss for r in rs]) for rs in runs], marker="o", label=label)
     for ax, label in ((left, "mean benchmark score (%)"), (right, "final held-out loss")):
         ax.set_xscale("log")
         ax.set_xlabel("fraction of each client's data")
@@ -248,8 +258,8 @@ def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
 
 
 def _sweep_label(runs: list[RunResult]) -> str:
-    """The name the runs of a sweep share (`fedit-frac0.1`, `fedit` -> `fedit`), else what they train."""
-    first = min((r.name for r in runs), key=len)
+    """The name the runs of a sweep share (`fedit-frac0.1`, `fedit-seed1` -> `fedit`), else what they train."""
+    first = min((base_name(r) for r in runs), key=len)
     if all(r.name.startswith(first) for r in runs):
         return first
     return f"{runs[0].config.run.method} ({runs[0].method.trains(runs[0].config)})"

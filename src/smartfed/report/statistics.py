@@ -53,10 +53,16 @@ def statistics_table(results: list[RunResult]) -> str | None:
         reference = next((ref for ref in references if (ref[0].config.data.composition, ref[0].config.data.fraction)
                           == (c.data.composition, c.data.fraction)), None)
         same = reference is not None and [r.config.run.seed for r in runs] == [r.config.run.seed for r in reference]
+        # a training-free method's one run is what it gives at every seed: paired with each of the reference's seeds
+        stands_for_all = reference is not None and len(runs) == 1 and not runs[0].method.trains_anything
+        at_reference_seeds = (lambda c: c if c is None else tuple(np.repeat(a, len(reference), axis=0) for a in c)) \
+            if stands_for_all and not same else (lambda c: c)
         loss = loss_cells(runs)
-        cells = [label, str(len(runs)), _ci(loss), _versus(loss, loss_cells(reference) if reference else None, same)]
+        cells = [label, str(len(runs)), _ci(loss),
+                 _versus(at_reference_seeds(loss), loss_cells(reference) if reference else None, same or stands_for_all)]
         for suite in suites:
             score = _score_cells(runs, suite)
-            cells += [_ci(score, 100, ".1f"), _versus(score, _score_cells(reference, suite) if reference else None, same, 100, "+.1f")]
+            cells += [_ci(score, 100, ".1f"), _versus(at_reference_seeds(score), _score_cells(reference, suite) if reference else None,
+                                                      same or stands_for_all, 100, "+.1f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
