@@ -84,8 +84,7 @@ def test_the_default_pool_is_the_shipped_one_when_whole(tmp_path, monkeypatch):
 
 def test_the_shipped_default_pool_stays_under_the_cap():
     root = shipped_pool_dir("smollm2-135m-instruct")
-    if not root.is_dir():
-        pytest.skip("no pool shipped for the default model yet")
+    assert root.is_dir(), "the default model's pool ships with the package"
     total = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
     assert total / 1e6 <= MAX_SHIPPED_MB
     for skill in DEFAULT_SKILLS:
