@@ -57,6 +57,16 @@ def test_batched_generation_equals_one_at_a_time(tiny_with_tokenizer):
     assert batched == single
 
 
+def test_a_row_stops_once_its_completion_says_so_and_the_others_go_on(tiny_with_tokenizer):
+    model, tokenizer = tiny_with_tokenizer
+    prompts = ["What is 2+3?", "Write a haiku about the sea, please, with care.", "你好"]
+    full = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=3)
+    first = lambda text: text.startswith(full[0][:4])  # noqa: E731  only the first prompt's completion ever satisfies it
+    stopped = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=3, stop_when=first)
+    assert len(full[0]) > 4 and full[0].startswith(stopped[0]) and first(stopped[0]) and len(stopped[0]) < len(full[0])
+    assert stopped[1:] == full[1:] or all(first(t) for t in stopped[1:])  # the other rows run on unless they satisfy it too
+
+
 def test_heldout_loss_is_the_mean_nll_of_answer_tokens(tiny_with_tokenizer):
     model, tokenizer = tiny_with_tokenizer
     examples = [Example(f"t/{i}", f"question {i}", f"answer number {i} " * (i + 1), "math", "en", "t") for i in range(3)]

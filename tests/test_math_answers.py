@@ -53,3 +53,17 @@ REAL_OUTPUTS = [
 @pytest.mark.parametrize("text, expected", REAL_OUTPUTS)
 def test_real_model_outputs(text, expected):
     assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("text, given", [
+    ("列式：48/2=24\n答案是 72。", True), ("答案是 72", False), ("答案是 7", False), ("The answer is 72.\n", True),
+    ("The answer is 72.", False), ("The answer is 72. Then", True), ("so the answer is", False), ("答案是 72元", True),
+    ("The answer is 72 apples", True), ("The answer is 72,", False), ("#### 72\n", True), ("\\boxed{72}", True),
+    ("答案是 3/4。", True), ("The answer is 3 /", False), ("答案是 -5。", True), ("We have 72 apples.", False),
+])
+def test_answer_given_waits_until_the_final_number_cannot_grow(text, given):
+    from smartfed.data.math_answers import answer_given
+
+    assert answer_given(text) is given
+    if given:  # what generation stops at is what the scorer reads
+        assert extract_answer(text) is not None

@@ -18,6 +18,21 @@ _FINAL_MARKERS = [
 ]
 
 
+# What may follow a complete number: a character that cannot continue it ("。", "元", "}", a letter), a line
+# break, a full stop followed by white space, or white space and such a character ("72" may still become
+# "72.5" or "72,000").
+_AFTER_NUMBER = r"(?:[^\d\s,./]|\s*\n|\.\s|\s+[^\d\s,./])"
+_ANSWER_GIVEN = [re.compile(marker + _AFTER_NUMBER, flags=re.IGNORECASE) for marker in _FINAL_MARKERS]
+
+
+def answer_given(text: str) -> bool:
+    """Whether `text` (an answer being generated) already states its final answer, complete: a marker that
+    extract_answer reads ("答案是", "The answer is", "####", "\\boxed{") with a number that cannot grow any more.
+    Generation of a math answer stops there (the instruction asks to finish with it)."""
+    text = _normalise(text)
+    return any(pattern.search(text) for pattern in _ANSWER_GIVEN)
+
+
 def _normalise(text: str) -> str:
     # NFKC maps full-width digits and punctuation ("１２，３４５．５") to ASCII.
     text = unicodedata.normalize("NFKC", text)

@@ -1,15 +1,31 @@
 """Batched greedy generation and teacher-forced loss on chat prompts."""
 
+from collections.abc import Callable
+
 import torch
 from tqdm.auto import tqdm
+from transformers import StoppingCriteria, StoppingCriteriaList
 
 from smartfed.data.records import Example, chat_prompt
 from smartfed.data.tokenize import collate, encode_for_training
 
 
+class _RowsDone(StoppingCriteria):
+    """Per row: its completion so far satisfies `done` (a row that is done stops; the others go on)."""
+
+    def __init__(self, tokenizer, prompt_length: int, done: Callable[[str], bool]):
+        self.tokenizer, self.prompt_length, self.done = tokenizer, prompt_length, done
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
+        return torch.tensor([self.done(t) for t in texts], dtype=torch.bool, device=input_ids.device)
+
+
 @torch.no_grad()
-def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 8, desc: str = "generate") -> list[str]:
-    """Greedy completions of chat `prompts` (raw user messages), in order."""
+def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, batch_size: int = 8, desc: str = "generate",
+             stop_when: Callable[[str], bool] | None = None) -> list[str]:
+    """Greedy completions of chat `prompts` (raw user messages), in order; a row also stops once
+    `stop_when(its completion so far)` holds (a math answer that has stated its final number)."""
     model.eval()
     tokenizer.padding_side = "left"  # decoder-only: pad on the left so every row ends at the prompt
     texts = [chat_prompt(tokenizer, p) for p in prompts]
@@ -18,9 +34,12 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 256, ba
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch", leave=False):
         idx = order[start : start + batch_size]
         batch = tokenizer([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(next(model.parameters()).device)
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id)
+        prompt_length = batch["input_ids"].shape[1]
+        stopping = StoppingCriteriaList([_RowsDone(tokenizer, prompt_length, stop_when)]) if stop_when else None
+        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id,
+                             stopping_criteria=stopping)
         for row, i in enumerate(idx):
-            outputs[i] = tokenizer.decode(out[row, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+            outputs[i] = tokenizer.decode(out[row, prompt_length:], skip_special_tokens=True)
     return outputs
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from smartfed.data import Example, load_source
 from smartfed.data.records import task_prompt
 from smartfed.eval.generate import generate
-from smartfed.data.math_answers import answers_match, extract_answer
+from smartfed.data.math_answers import answer_given, answers_match, extract_answer
 from smartfed.eval.sandbox import run_program
 
 
@@ -81,7 +81,8 @@ def run_suite(model, tokenizer, name: str, limit: int | None = None, batch_size:
     examples = load_source(suite.source, data_dir)[:limit][shard[0] :: shard[1]]
     if suite.kind == "pal":  # the same questions, asked for a program
         examples = [replace(e, style="pal") for e in examples]
-    outputs = generate(model, tokenizer, [task_prompt(e) for e in examples], suite.max_new_tokens, batch_size, desc=name)
+    outputs = generate(model, tokenizer, [task_prompt(e) for e in examples], suite.max_new_tokens, batch_size, desc=name,
+                       stop_when=answer_given if suite.kind == "math" else None)  # a math answer ends at its final number
     score: Callable[[Example, str], tuple[str | None, bool]]
     if suite.kind == "math":
         def score(e, out):
