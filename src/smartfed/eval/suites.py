@@ -71,7 +71,7 @@ def _pal_answer(output: str) -> str | None:
     return extract_answer(lines[-1]) if result.passed and lines else None
 
 
-def run_suite(model, tokenizer, name: str, limit: int | None = None, batch_size: int = 8, data_dir=None,
+def run_suite(model, tokenizer, name: str, limit: int | None = None, batch_size: int = 16, data_dir=None,
               shard: tuple[int, int] = (0, 1)) -> SuiteResult:
     """Score `model` on the first `limit` items of suite `name` (the order of the upstream file);
     `shard=(i, n)` keeps only items i, i+n, ... of those (several models sharing one suite)."""
