@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from smartfed.data.pal import equation_answer, pal_program
 from smartfed.data.records import Example
 from smartfed.errors import SmartFedError
 
@@ -87,37 +88,26 @@ def _gsm8k(split: str) -> Callable[[Path], list[Example]]:
     return load
 
 
-def _gsm8k_pal(root: Path) -> list[Example]:
-    """GSM8K train questions answered by a Python solution() built from its calculator annotations."""
-    from smartfed.data.pal import pal_program
+def _gsm8k_train_as(name: str, style: str, rewrite: Callable[[str, str], str | None]) -> Callable[[Path], list[Example]]:
+    """GSM8K train questions with the reference answer rewritten from its calculator annotations by
+    `rewrite(raw answer, final number)`; an item it cannot rewrite (None) is dropped."""
+    def load(root: Path) -> list[Example]:
+        path = root / "gsm8k" / "train.jsonl"
+        out = []
+        for lineno, row in _rows(path):
+            answer = _get(row, "answer", path, lineno)
+            final = answer.rsplit("####", 1)[-1].strip().replace(",", "")
+            target = rewrite(answer, final)
+            if target is not None:
+                out.append(Example(f"{name}/{lineno}", _get(row, "question", path, lineno), target, "math", "en", name,
+                                   answer=final, style=style))
+        return out
+    return load
 
-    path = root / "gsm8k" / "train.jsonl"
-    out = []
-    for lineno, row in _rows(path):
-        answer = _get(row, "answer", path, lineno)
-        final = answer.rsplit("####", 1)[-1].strip().replace(",", "")
-        program = pal_program(answer, final)
-        if program is not None:
-            out.append(Example(f"gsm8k-pal-train/{lineno}", _get(row, "question", path, lineno), f"```python\n{program}\n```",
-                               "math", "en", "gsm8k-pal-train", answer=final, style="pal"))
-    return out
 
-
-def _gsm8k_equations(root: Path) -> list[Example]:
-    """GSM8K train questions (English) answered in Ape210K's format, an equation chain then `答案是 N。`,
-    built from its calculator annotations: a module trained on it covers zh+math's answer format, not its language."""
-    from smartfed.data.pal import equation_answer
-
-    path = root / "gsm8k" / "train.jsonl"
-    out = []
-    for lineno, row in _rows(path):
-        answer = _get(row, "answer", path, lineno)
-        final = answer.rsplit("####", 1)[-1].strip().replace(",", "")
-        target = equation_answer(answer, final)
-        if target is not None:
-            out.append(Example(f"gsm8k-eqn-train/{lineno}", _get(row, "question", path, lineno), target,
-                               "math", "en", "gsm8k-eqn-train", answer=final, style="equation"))
-    return out
+def _fenced_program(raw_answer: str, final: str) -> str | None:
+    program = pal_program(raw_answer, final)
+    return None if program is None else f"```python\n{program}\n```"
 
 
 def _gsm_hard(root: Path) -> list[Example]:
@@ -264,8 +254,9 @@ def _reasoning_gym(size: int = 500, seed: int = 0) -> Callable[[Path], list[Exam
 SOURCES: dict[str, Callable[[Path], list[Example]]] = {
     "gsm8k-train": _gsm8k("train"),
     "gsm8k-test": _gsm8k("test"),
-    "gsm8k-pal-train": _gsm8k_pal,
-    "gsm8k-eqn-train": _gsm8k_equations,
+    # a Python solution() per question (math+code's format) and an equation chain in Ape210K's format (zh+math's)
+    "gsm8k-pal-train": _gsm8k_train_as("gsm8k-pal-train", "pal", _fenced_program),
+    "gsm8k-eqn-train": _gsm8k_train_as("gsm8k-eqn-train", "equation", equation_answer),
     "gsm-hard": _gsm_hard,
     "mgsm-en": _mgsm("en"),
     "mgsm-zh": _mgsm("zh"),
