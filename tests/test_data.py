@@ -50,6 +50,7 @@ def test_pal_programs_reproduce_the_reference_answers():
     scope: dict = {}
     exec(pal[0].target.removeprefix("```python\n").removesuffix("\n```"), {}, scope)
     assert scope["solution"]() == 72
+    assert "    # Natalia sold 48/2 = 24 clips in May." in pal[0].target  # the prose keeps its result once, not "2424"
     assert "Write a Python function `solution()`" in task_prompt(pal[0])
 
 

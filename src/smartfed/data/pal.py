@@ -21,7 +21,7 @@ def pal_program(raw_answer: str, final: str) -> str | None:
     reasoning = raw_answer.rsplit("####", 1)[0]
     lines, last = ["def solution():"], None
     for n, line in enumerate(l for l in reasoning.splitlines() if l.strip()):
-        lines.append(f"    # {_ANNOTATION.sub(lambda m: m.group(2), line).strip()}")
+        lines.append(f"    # {_ANNOTATION.sub('', line).strip()}")  # the result follows each annotation in the prose
         for expression, _ in _ANNOTATION.findall(line):
             if not _ARITHMETIC.match(expression):
                 return None
