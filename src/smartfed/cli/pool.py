@@ -127,7 +127,8 @@ def _run_margins(args) -> None:
 
     import numpy as np
 
-    from smartfed.eval.module_margins import skill_losses
+    from smartfed.data import composition_splits
+    from smartfed.eval.module_selection import alone_item_losses
     from smartfed.io import atomic_write_text
     from smartfed.models import load_base_model
     from smartfed.report.stats import interval, paired
@@ -142,8 +143,11 @@ def _run_margins(args) -> None:
     if missing:
         raise SystemExit(f"smartfed pool margins: expected a module folder (adapter_config.json) at {missing[0]}, found none")
     model, tokenizer = load_base_model(args.model)
-    cells = {s: skill_losses(model, tokenizer, s, {label: d / s for label, d in pools.items()}, args.examples, data_dir=args.data_dir)
-             for s in skills}
+    cells = {}  # skill -> {"base": per-item cells, label: those of the pool's module for the skill}
+    for s in skills:
+        base, alone = alone_item_losses(model, tokenizer, composition_splits(s, args.data_dir).dev[: args.examples],
+                                        {label: d / s for label, d in pools.items()}, max_length=256)
+        cells[s] = {"base": base, **alone}
     arrays = lambda c: (np.array([[t for t, _ in c]]), np.array([[n for _, n in c]]))  # noqa: E731  (1 seed, items)
     labels = list(pools)
     head = "| skill | dev items | base | " + " | ".join(f"{l} | {l} - base" for l in labels)

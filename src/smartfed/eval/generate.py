@@ -71,7 +71,11 @@ def item_losses(model, tokenizer, examples: list[Example], max_length: int = 384
     return out
 
 
+def mean_loss(items: list[tuple[float, int]]) -> float:
+    """Mean NLL per answer token over items' (summed NLL, answer tokens)."""
+    return sum(t for t, _ in items) / max(sum(n for _, n in items), 1)
+
+
 def heldout_loss(model, tokenizer, examples: list[Example], max_length: int = 384, batch_size: int = 8, desc: str = "loss") -> float:
     """Mean NLL per reference-answer token (teacher forced), over all of `examples`."""
-    items = item_losses(model, tokenizer, examples, max_length, batch_size, desc)
-    return sum(t for t, _ in items) / max(sum(n for _, n in items), 1)
+    return mean_loss(item_losses(model, tokenizer, examples, max_length, batch_size, desc))

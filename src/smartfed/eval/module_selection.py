@@ -1,14 +1,16 @@
-"""Pick the modules of a library most relevant to a task, by a cheap score: each module's teacher-forced
-loss on a few public examples of the task (the composition's dev split), against the base model's.
-The base model gets each module alone through a `static` router with weight 1, which is exactly the
-module's own LoRA output (tested against peft), then is given back unchanged."""
+"""Each module of a library alone on a task's dev items: its teacher-forced loss per item against the base
+model's. `smartfed pool select` picks the modules most relevant to a task by it (a few public examples of
+the task, the composition's dev split); `smartfed pool margins` states how much each module of a pool
+lowers its own skill's loss. The base model gets each module alone through a `static` router with weight
+1, which is exactly the module's own LoRA output (tested against peft), then is given back unchanged."""
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from torch import nn
 
-from smartfed.data import composition_splits
-from smartfed.eval.generate import heldout_loss
+from smartfed.data import Example, composition_splits
+from smartfed.eval.generate import item_losses, mean_loss
 from smartfed.experts import attach_experts, detach_experts
 from smartfed.pool import ExpertPool
 from smartfed.pool.sources import ManifestModule, fetch_checked
@@ -29,15 +31,27 @@ class ModuleScore:
                 f"skills {', '.join(self.module.skills) or '-'}; license {self.module.license}")
 
 
+Cells = list[tuple[float, int]]  # (summed NLL, answer tokens) per item
+
+
+def alone_item_losses(model: nn.Module, tokenizer, items: list[Example], folders: dict[str, Path],
+                      max_length: int = 384) -> tuple[Cells, dict[str, Cells]]:
+    """(the base model's per-item losses on `items`, {label: those of module folder `label` alone (weight 1)});
+    the model is given back unchanged."""
+    base = item_losses(model, tokenizer, items, max_length, desc="base")
+    alone = {}
+    for label, folder in folders.items():
+        attach_experts(model, ExpertPool.from_adapters([folder], model), router="static")  # weight 1: the module itself
+        try:
+            alone[label] = item_losses(model, tokenizer, items, max_length, desc=label)
+        finally:
+            detach_experts(model)
+    return base, alone
+
+
 def score_modules(model: nn.Module, tokenizer, modules: list[ManifestModule], task: str, examples: int = 16,
                   data_dir=None) -> list[ModuleScore]:
     """Every module's score, best (lowest loss) first; each module's weights are checked against its sha256."""
     items = composition_splits(task, data_dir).dev[:examples]
-    base_loss = heldout_loss(model, tokenizer, items, desc="base")
-    scores = []
-    for module in modules:
-        folder = fetch_checked(module).folder
-        attach_experts(model, ExpertPool.from_adapters([folder], model), router="static")  # weight 1: the module itself
-        scores.append(ModuleScore(module, heldout_loss(model, tokenizer, items, desc=module.name), base_loss))
-        detach_experts(model)
-    return sorted(scores, key=lambda s: s.loss)
+    base, alone = alone_item_losses(model, tokenizer, items, {str(i): fetch_checked(m).folder for i, m in enumerate(modules)})
+    return sorted((ModuleScore(m, mean_loss(alone[str(i)]), mean_loss(base)) for i, m in enumerate(modules)), key=lambda s: s.loss)
