@@ -10,7 +10,7 @@ import time
 
 from smartfed.config import RunConfig
 from smartfed.errors import RunFailed, SmartFedError
-from smartfed.eval.generate import item_losses
+from smartfed.eval.generate import item_losses, mean_loss
 from smartfed.experts import get_quotas, routed_layers, set_quotas
 from smartfed.fed.exchange import ClientReply, ClientRequest, Exchange
 from smartfed.fed.population import FoldingModel, OwnModels, SharedModel, make_population
@@ -38,7 +38,7 @@ def run_federation(config: RunConfig, side: ModelSide, heldout: list, exchange: 
         record.cumulative_bytes_up = previous.cumulative_bytes_up + record.bytes_up
         record.cumulative_bytes_down = previous.cumulative_bytes_down + record.bytes_down
         if round_ % config.eval.every == 0 or round_ == last:
-            items = heldout if round_ == last else heldout[: config.eval.curve_examples or None]  # the curve's items in between
+            items = _scored_items(config, heldout, last=round_ == last)
             _set_heldout(record, population, evaluate(method, side, items, population.models()), config.eval.curve_examples)
         record.wall_s = round(time.time() - began, 2)
         run.append_metrics(record)  # before the checkpoint: see run_folder.py
@@ -61,9 +61,8 @@ def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, ru
         return population, start
     run.create(config, side.provenance)
     record = RoundRecord(round=0, quotas=get_quotas(side.model))
-    trains = method.trains_anything  # a training-free method's round 0 is its last: all the items
-    _set_heldout(record, population, evaluate(method, side, heldout[: config.eval.curve_examples or None] if trains else heldout,
-                                              population.models()), config.eval.curve_examples)
+    items = _scored_items(config, heldout, last=not method.trains_anything)  # a training-free method's round 0 is its last
+    _set_heldout(record, population, evaluate(method, side, items, population.models()), config.eval.curve_examples)
     run.append_metrics(record)
     run.save_checkpoint(0, *population.checkpoint())
     return population, 0
@@ -135,14 +134,18 @@ def evaluate(method: Method, side: ModelSide, heldout: list, models: list) -> li
     return [cache[(id(s), tuple(sorted(q.items())))] for s, q in models]
 
 
+def _scored_items(config: RunConfig, heldout: list, last: bool) -> list:
+    """The last round scores every held-out item (the reported loss); the others the curve's first ones."""
+    return heldout if last else heldout[: config.eval.curve_examples or None]
+
+
 def _set_heldout(record: RoundRecord, population: Population, per_model: list[list[tuple[float, int]]], curve: int) -> None:
-    mean = lambda items: sum(t for t, _ in items) / max(sum(n for _, n in items), 1)  # noqa: E731
-    losses = [mean(items) for items in per_model]
+    losses = [mean_loss(items) for items in per_model]
     record.heldout_loss = sum(losses) / len(losses)
     if isinstance(population, OwnModels):  # each client's own model
         record.heldout_loss_per_client = losses
         if curve and len(per_model[0]) > curve:
-            record.curve_loss = sum(mean(items[:curve]) for items in per_model) / len(per_model)
+            record.curve_loss = sum(mean_loss(items[:curve]) for items in per_model) / len(per_model)
     else:
         record.heldout_items = per_model[0]
 

@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from smartfed.config import RunConfig  # noqa: E402
+from smartfed.eval.generate import mean_loss  # noqa: E402
 from smartfed.fed.records import RoundRecord, Summary  # noqa: E402
 from smartfed.fed.run_folder import RunFolder  # noqa: E402
 from smartfed.io import atomic_path  # noqa: E402
@@ -55,7 +56,7 @@ class RunResult:
 
         def curve(m: RoundRecord) -> float:
             if m.heldout_items and n:
-                return _mean_loss(m.heldout_items[:n])
+                return mean_loss(m.heldout_items[:n])
             return m.curve_loss if m.curve_loss is not None else m.heldout_loss  # runs of own models record the curve's loss
 
         return [(m.round, curve(m)) for m in self.metrics if m.heldout_loss is not None]
@@ -115,10 +116,6 @@ def settings(results: list[RunResult]) -> dict[str, list[RunResult]]:
     return {min((r.name for r in runs), key=len): sorted(runs, key=lambda r: r.config.run.seed) for runs in groups.values()}
 
 
-def _mean_loss(items: list[tuple[float, int]]) -> float:
-    return sum(t for t, _ in items) / max(sum(n for _, n in items), 1)
-
-
 def fedit_of(result: RunResult, results: list[RunResult]) -> RunResult | None:
     """The FedIT run with the same composition and data fraction, the reference for ratios: the one of the same
     seed where there is one (a training-free run, one seed for all, gets the first)."""
@@ -139,12 +136,14 @@ def summary_table(results: list[RunResult]) -> str:
              "|---|---|---|---|---:|" + "---:|" * len(suites) + "---:|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         c, fedit = r.config, fedit_of(r, results)
-        reach = r.rounds_to_reach(fedit.losses[-1][1]) if fedit and c.eval.every == 1 else None
+        every_round = fedit is not None and r.evaluated_every_round and fedit.evaluated_every_round
+        reach = r.rounds_to_reach(fedit.losses[-1][1]) if every_round else None
         scores = r.summary.scores or {}
         cells = [r.name, c.run.method, r.method.trains(c), "on" if r.method.uses_eeqa(c) else "off", f"{c.data.fraction:g}",
                  *(_fmt(None if scores.get(s) is None else 100 * scores[s], ".1f") for s in suites),
                  f"{r.summary.final_heldout_loss:.4f} ({len(r.loss_items or []) or c.eval.examples})",
-                 f"{r.losses[0][1]:.4f} -> {r.losses[-1][1]:.4f}" + (f" ({c.eval.curve_examples})" if c.eval.curve_examples else ""), "-" if not fedit or c.eval.every != 1 else _fmt(reach, "d", "not reached"),
+                 f"{r.losses[0][1]:.4f} -> {r.losses[-1][1]:.4f}" + (f" ({c.eval.curve_examples})" if c.eval.curve_examples else ""),
+                 _fmt(reach, "d", "not reached") if every_round else "-",
                  f"{r.summary.cumulative_bytes_up / 1e6:.2f}", f"{r.summary.cumulative_bytes_down / 1e6:.2f}",
                  f"{r.energy_j / 1e3:.2f}", f"{r.summary.client_cpu_s:.0f}", f"{r.token_passes / 1e3:.1f}",
                  f"{r.summary.wall_s:.0f}"]

@@ -38,6 +38,11 @@ def _versus(cells, reference_cells, same_seeds: bool, scale: float = 1.0, spec: 
     return f"{scale * estimate:{spec}} [{scale * low:{spec}}, {scale * high:{spec}}], p={p:.3f}"
 
 
+def _repeated(cells, times: int):
+    """(values, weights) with every seed row repeated `times` times (a deterministic run at each reference seed)."""
+    return cells if cells is None or times == 1 else tuple(np.repeat(a, times, axis=0) for a in cells)
+
+
 def statistics_table(results: list[RunResult]) -> str | None:
     """Markdown, or None when no run recorded per-item losses or scores."""
     groups = settings(results)
@@ -55,14 +60,13 @@ def statistics_table(results: list[RunResult]) -> str | None:
         same = reference is not None and [r.config.run.seed for r in runs] == [r.config.run.seed for r in reference]
         # a training-free method's one run is what it gives at every seed: paired with each of the reference's seeds
         stands_for_all = reference is not None and len(runs) == 1 and not runs[0].method.trains_anything
-        at_reference_seeds = (lambda c: c if c is None else tuple(np.repeat(a, len(reference), axis=0) for a in c)) \
-            if stands_for_all and not same else (lambda c: c)
+        repeat = len(reference) if stands_for_all and not same else 1
         loss = loss_cells(runs)
         cells = [label, str(len(runs)), _ci(loss),
-                 _versus(at_reference_seeds(loss), loss_cells(reference) if reference else None, same or stands_for_all)]
+                 _versus(_repeated(loss, repeat), loss_cells(reference) if reference else None, same or stands_for_all)]
         for suite in suites:
             score = _score_cells(runs, suite)
-            cells += [_ci(score, 100, ".1f"), _versus(at_reference_seeds(score), _score_cells(reference, suite) if reference else None,
+            cells += [_ci(score, 100, ".1f"), _versus(_repeated(score, repeat), _score_cells(reference, suite) if reference else None,
                                                       same or stands_for_all, 100, "+.1f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
