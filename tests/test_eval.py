@@ -10,7 +10,7 @@ from smartfed.data.tokenize import collate, encode_for_training
 from smartfed.eval.generate import generate, heldout_loss, item_losses
 from smartfed.data.math_answers import answers_match
 from smartfed.eval.sandbox import run_program
-from smartfed.eval.suites import _code_program, _pal_answer, extract_code
+from smartfed.eval.suites import _code_program, _pal_answer, extract_code, run_suite
 
 
 def test_extract_code():
@@ -65,6 +65,14 @@ def test_a_row_stops_once_its_completion_says_so_and_the_others_go_on(tiny_with_
     stopped = generate(model, tokenizer, prompts, max_new_tokens=12, batch_size=3, stop_when=first)
     assert len(full[0]) > 4 and full[0].startswith(stopped[0]) and first(stopped[0]) and len(stopped[0]) < len(full[0])
     assert stopped[1:] == full[1:] or all(first(t) for t in stopped[1:])  # the other rows run on unless they satisfy it too
+
+
+def test_a_token_cap_cuts_every_benchmark_answer_to_the_start_of_the_uncapped_one(tiny_with_tokenizer):
+    model, tokenizer = tiny_with_tokenizer
+    full = run_suite(model, tokenizer, "mgsm-zh", limit=2)
+    capped = run_suite(model, tokenizer, "mgsm-zh", limit=2, max_new_tokens=6)
+    for long, short in zip(full.items, capped.items):  # greedy: the capped answer is the uncapped one's first 6 tokens
+        assert long["output"].startswith(short["output"]) and len(short["output"]) < len(long["output"])
 
 
 def test_heldout_loss_is_the_mean_nll_of_answer_tokens(tiny_with_tokenizer):

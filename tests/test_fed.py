@@ -11,6 +11,7 @@ from conftest import make_config, tiny_pool
 from smartfed.config import load_config
 from smartfed.errors import ConfigError, RunFailed
 from smartfed.fed.client import client_update
+from smartfed.fed.run_folder import RunFolder
 from smartfed.fed.server import UpdateRejected, aggregate, check_update
 from smartfed.fed.simulation import run_simulation
 from smartfed.fed.wire import decode_state, encode_state
@@ -293,6 +294,9 @@ def test_resume_refuses_settings_that_change_what_was_trained(fed_config, capsys
     assert "--resume --set router.kind: a resumed run keeps the settings it was trained with" in capsys.readouterr().err
     assert main(["run", "--resume", str(config.run_dir), "--set", "federation.rounds=2"]) == 0  # going on longer is fine
     assert [json.loads(line)["round"] for line in (config.run_dir / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    saved = (config.run_dir / "config.toml").read_text()  # the folder says what the resumed run did, and what it was
+    assert RunFolder(config.run_dir).config().federation.rounds == 2
+    assert "# resumed with federation.rounds = 2 (was 1)" in saved and saved.startswith("# ")
 
 
 def test_a_torn_last_metrics_line_is_dropped_on_resume_and_named_elsewhere(fed_config):

@@ -117,6 +117,8 @@ class EvalSection(Section):
                                                      "the first N of eval.examples, which the last round also reports); 0: all of them")
     score_examples: int = Field(0, ge=0, description="after the last round, score the benchmark suites on this many items each (0: skip)")
     suites: list[str] = Field([], description="benchmark suites scored (smartfed.eval.suites); empty: the composition's own")
+    max_new_tokens: int = Field(0, ge=0, description="at most this many generated tokens per benchmark item, every suite "
+                                                     "(0: each suite's own limit, smartfed.eval.suites)")
     require_isolation: bool = Field(False, description="refuse to score code benchmarks without namespaces and an unprivileged uid")
     split: str = Field("heldout", description="what the per-round loss is measured on: heldout (reported numbers) or dev (choosing settings)")
 

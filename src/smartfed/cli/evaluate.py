@@ -20,6 +20,7 @@ def add_parser(sub) -> None:
                    help="comma-separated suites; 'loss:<composition>' scores held-out loss")
     p.add_argument("--limit", type=int, default=50, help="items per suite (the first N of the upstream file)")
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-new-tokens", type=int, default=0, help="cap on generated tokens per item (0: each suite's own limit)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", help="write results (scores and every output) as JSON here")
     p.add_argument("--require-isolation", action="store_true",
@@ -73,7 +74,7 @@ def run(args) -> None:
             results.append({"suite": name, "n": len(heldout), "loss": value})
             print(f"{label} | {name} | n={len(heldout)} | loss {value:.4f}", flush=True)
         else:
-            r = run_suite(model, tokenizer, name, args.limit, args.batch_size, args.data_dir)
+            r = run_suite(model, tokenizer, name, args.limit, args.batch_size, args.data_dir, max_new_tokens=args.max_new_tokens)
             results.append({"suite": name, "n": r.n, "score": r.score, "items": r.items})
             print(f"{label} | {name} | n={r.n} | score {100 * r.score:.1f}%", flush=True)
     if args.out:

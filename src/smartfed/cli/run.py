@@ -2,7 +2,8 @@
 
 
 # What `--resume` may change: how long the run goes on, and how it is evaluated.
-RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.every", "eval.score_examples", "eval.suites")
+RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.every", "eval.score_examples", "eval.suites",
+                  "eval.max_new_tokens")
 
 
 def add_parser(sub) -> None:
@@ -32,6 +33,7 @@ def run(args) -> None:
             raise ConfigError(f"--resume --set {fixed[0]}: a resumed run keeps the settings it was trained with; "
                               f"expected one of {', '.join(RESUMABLE_KEYS)}")
         config = RunFolder(args.resume).config().with_values(changes)
+        RunFolder(args.resume).update_config(config, changes)  # the folder says what the resumed run did
     else:
         config = load_config(args.config, args.overrides)
     fed = config.federation

@@ -72,16 +72,18 @@ def _pal_answer(output: str) -> str | None:
 
 
 def run_suite(model, tokenizer, name: str, limit: int | None = None, batch_size: int = 16, data_dir=None,
-              shard: tuple[int, int] = (0, 1)) -> SuiteResult:
+              shard: tuple[int, int] = (0, 1), max_new_tokens: int = 0) -> SuiteResult:
     """Score `model` on the first `limit` items of suite `name` (the order of the upstream file);
-    `shard=(i, n)` keeps only items i, i+n, ... of those (several models sharing one suite)."""
+    `shard=(i, n)` keeps only items i, i+n, ... of those (several models sharing one suite);
+    `max_new_tokens` caps the suite's own generation limit (0: no cap)."""
     if name not in SUITES:
         raise ValueError(f"unknown suite '{name}': expected one of {', '.join(SUITES)}")
     suite = SUITES[name]
     examples = load_source(suite.source, data_dir)[:limit][shard[0] :: shard[1]]
     if suite.kind == "pal":  # the same questions, asked for a program
         examples = [replace(e, style="pal") for e in examples]
-    outputs = generate(model, tokenizer, [task_prompt(e) for e in examples], suite.max_new_tokens, batch_size, desc=name,
+    limit_tokens = min(suite.max_new_tokens, max_new_tokens or suite.max_new_tokens)
+    outputs = generate(model, tokenizer, [task_prompt(e) for e in examples], limit_tokens, batch_size, desc=name,
                        stop_when=answer_given if suite.kind == "math" else None)  # a math answer ends at its final number
     score: Callable[[Example, str], tuple[str | None, bool]]
     if suite.kind == "math":

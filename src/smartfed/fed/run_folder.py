@@ -34,6 +34,14 @@ class RunFolder:
         atomic_write_text(self.path / CONFIG, header + config.to_toml())
         atomic_write_text(self.path / METRICS, "")
 
+    def update_config(self, config: RunConfig, changes: dict) -> None:
+        """Record settings a resume changed (`smartfed run --resume --set`): config.toml holds the new values,
+        its header keeps the provenance and says what changed and what it was."""
+        earlier = self.config().flat()
+        header = [line for line in (self.path / CONFIG).read_text().splitlines(keepends=True) if line.startswith("#")]
+        header += [f"# resumed with {key} = {value!r} (was {earlier.get(key)!r})\n" for key, value in changes.items()]
+        atomic_write_text(self.path / CONFIG, "".join(header) + config.to_toml())
+
     def config(self) -> RunConfig:
         """The run's config; a smartfed 0.1 run folder (flat keys) is read through `migrate_flat`."""
         path = self.path / CONFIG

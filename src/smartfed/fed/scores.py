@@ -34,7 +34,8 @@ def score_run(config: RunConfig, method: Method, side: ModelSide, run: RunFolder
             method.load_state_dict(side.model, state)
             set_quotas(side.model, quotas)
             side.model.eval()
-            result = run_suite(side.model, side.tokenizer, suite, n, data_dir=config.data.dir or None, shard=(shard, min(len(models), n)))
+            result = run_suite(side.model, side.tokenizer, suite, n, data_dir=config.data.dir or None, shard=(shard, min(len(models), n)),
+                               max_new_tokens=config.eval.max_new_tokens)
             shards = min(len(models), n)
             items += [item | {"model": shard, "index": shard + j * shards} for j, item in enumerate(result.items)]
         items.sort(key=lambda item: item["index"])  # the suite's order, whichever model answered: items pair across runs
