@@ -4,6 +4,7 @@ Variants (batch 4 x 256 tokens, the same random tokens for all):
   bare            the frozen model's forward + backward, gradients w.r.t. the input embeddings
   lora-r8         a PEFT LoRA r=8 train step on the same seven linear types
   smartfed-KIND   routed experts (pool of 4 modules of rank 8, M_j = 32, top-2), each router kind
+  separate-add    the linear-router layer forming the update B m, then adding it to W0 x (before addmm)
   naive-loop      the same routed layer written as a Python loop over the 32 experts (linear router)
 
 Time: all variants in one process, interleaved over rounds; median and fastest step (the machine is
@@ -37,7 +38,7 @@ from smartfed.routers import ROUTER_KINDS, topk_softmax
 
 BATCH, SEQ, RANK, MODULES, TOP_K = 4, 256, 8, 4, 2
 MMAP_THRESHOLD = "65536"
-VARIANTS = ("bare", "lora-r8", *(f"smartfed-{k}" for k in ROUTER_KINDS if k != "module-arrow"), "naive-loop")  # module-arrow trains nothing
+VARIANTS = ("bare", "lora-r8", *(f"smartfed-{k}" for k in ROUTER_KINDS if k != "module-arrow"), "separate-add", "naive-loop")  # module-arrow trains nothing
 PLACE = {"device": "cpu", "dtype": "float32"}  # --device, --dtype
 
 
@@ -64,6 +65,13 @@ class NaiveLoopLinear(RoutedLinear):
         return y
 
 
+class SeparateAddLinear(RoutedLinear):
+    """The layer as it was before addmm: the (..., d_out) update formed, then added."""
+
+    def forward(self, x):
+        return self.base_layer(x) + F.linear(self._mixed(x), self.scaled_B)
+
+
 def setup(variant: str, model, pool):
     """Prepare `model` for `variant`; return (model to call, trainable params, teardown)."""
     if variant == "bare":
@@ -72,11 +80,11 @@ def setup(variant: str, model, pool):
         torch.manual_seed(0)
         peft_model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=list(LLAMA_LINEAR_TYPES)))
         return peft_model, [p for p in peft_model.parameters() if p.requires_grad], peft_model.unload
-    kind = "linear" if variant == "naive-loop" else variant.removeprefix("smartfed-")
+    kind = "linear" if variant in ("naive-loop", "separate-add") else variant.removeprefix("smartfed-")
     attach_experts(model, pool, router=kind, top_k=TOP_K)
-    if variant == "naive-loop":
+    if variant in ("naive-loop", "separate-add"):
         for layer in routed_layers(model).values():
-            layer.__class__ = NaiveLoopLinear
+            layer.__class__ = NaiveLoopLinear if variant == "naive-loop" else SeparateAddLinear
     return model, router_parameters(model), lambda: detach_experts(model)
 
 
@@ -103,11 +111,11 @@ def _sync(model) -> None:
         torch.cuda.synchronize()  # a sync point, for timing only
 
 
-def time_variants(rounds: int, steps: int) -> dict[str, float]:
+def time_variants(variants: list[str], rounds: int, steps: int) -> dict[str, float]:
     model, pool, ids = load()
-    times: dict[str, list[float]] = {v: [] for v in VARIANTS}
+    times: dict[str, list[float]] = {v: [] for v in variants}
     for r in range(rounds):
-        for variant in VARIANTS:
+        for variant in variants:
             m, params, teardown = setup(variant, model, pool)
             optimizer = torch.optim.AdamW(params, lr=1e-3) if params else None
             train_step(m, params, optimizer, ids)  # warm-up
@@ -152,6 +160,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (bare and lora-r8 always run: the ratios' bases)")
     parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps (GPU memory: peak allocated by the steps)")
     parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (the base model's)")
@@ -162,14 +171,18 @@ def main() -> None:
     if args.memory_of:
         return memory_of(args.memory_of, 2)
 
+    variants = [v for v in VARIANTS if v in {"bare", "lora-r8", *args.variants.split(",")}]
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        parser.error(f"--variants: expected some of {', '.join(VARIANTS)}, found {', '.join(sorted(unknown))}")
     load()  # build and cache the random adapters once, before any timing
     peaks = {}
-    for variant in VARIANTS:
+    for variant in variants:
         out = subprocess.run([sys.executable, __file__, "--memory-of", variant, "--device", args.device, "--dtype", args.dtype],
                              check=True, capture_output=True, text=True, env=os.environ)
         peaks[variant] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
         print(f"memory {variant:20s} {peaks[variant]:.0f} MB", file=sys.stderr)
-    samples = time_variants(args.rounds, args.steps)
+    samples = time_variants(variants, args.rounds, args.steps)
     times = {v: statistics.median(t) for v, t in samples.items()}
     fastest = {v: min(t) for v, t in samples.items()}
 
@@ -178,7 +191,7 @@ def main() -> None:
           f"{args.rounds} rounds x {args.steps} steps, interleaved\n")
     print("| variant | median s/step | vs bare | vs LoRA r8 | fastest s/step | vs bare | vs LoRA r8 | peak step memory (MB) | vs LoRA r8 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for v in VARIANTS:
+    for v in variants:
         print(f"| {v} | {times[v]:.2f} | {times[v] / times['bare']:.2f}x | {times[v] / times['lora-r8']:.2f}x "
               f"| {fastest[v]:.2f} | {fastest[v] / fastest['bare']:.2f}x | {fastest[v] / fastest['lora-r8']:.2f}x "
               f"| {peaks[v]:.0f} | {peaks[v] / peaks['lora-r8']:.2f}x |")

@@ -82,6 +82,29 @@ def test_smoothing():
     assert smooth_scores({"a": 1.0}, {"a": 3.0}, 0.25) == {"a": 2.5}
 
 
+def test_relative_norm_importance_is_the_routed_update_norm_over_the_base_output_norm(llama_adapters):
+    """By hand on one layer: ||y_routed - W0 x|| / ||W0 x|| per token, averaged (the layer takes the norm
+    from B^T B without forming the update; this forms it)."""
+    import copy
+
+    import torch
+
+    from smartfed import ExpertPool, attach_experts
+    from smartfed.experts import routed_layers
+    from smartfed.quota.importance import read_importance, start_importance
+
+    base, folders = llama_adapters
+    model = attach_experts(copy.deepcopy(base), ExpertPool.from_adapters(folders, base), router="linear", top_k=2, init_std=0.5)
+    name, layer = next(iter(routed_layers(model).items()))
+    x = torch.randn(3, 5, layer.A.shape[1], generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        y0 = layer.base_layer(x)
+        expected = ((layer(x) - y0).norm(dim=-1) / y0.norm(dim=-1)).mean().item()
+        start_importance(model, "relative_norm")
+        layer(x)
+    assert read_importance(model)[name] == pytest.approx(expected, rel=1e-4)
+
+
 def test_relative_norm_importance_averages_over_real_tokens_only(llama_adapters):
     """Right padding leaves the real tokens' activations unchanged (causal attention), so the importance of a
     padded batch must equal the token-weighted importance of its rows run one by one without padding."""

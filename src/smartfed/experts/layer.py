@@ -3,8 +3,8 @@
     y = W0 x + sum_{i in topk(x)} w_i * scale_i * B[:, i] * (A[i, :] @ x)
 
 computed for all M experts at once: one matmul into the stacked A, a gate, one matmul out of the
-stacked B. No loop over experts and no host sync in forward; `top_k` is a plain int attribute, so
-quotas change between rounds without rebuilding anything.
+stacked B that adds onto W0 x (addmm). No loop over experts and no host sync in forward; `top_k` is
+a plain int attribute, so quotas change between rounds without rebuilding anything.
 """
 
 import torch
@@ -33,6 +33,8 @@ class RoutedLinear(nn.Module):
         # The frozen per-expert scale folded into B once, at attach (one multiply less per token); this is a
         # copy per process, where A stays a view of the memory-mapped pool for an fp32 CPU model.
         self.register_buffer("scaled_B", (experts.B * experts.scale).to(**place), persistent=False)  # (d_out, M)
+        # B^T B in fp32, for the norm of the routed update (EEQA's importance) without forming the update.
+        self.register_buffer("gram", self.scaled_B.float().T @ self.scaled_B.float(), persistent=False)  # (M, M)
         # Routers keep fp32 weights on the base layer's device (as peft keeps adapters in fp32): they
         # see x and z in fp32 and their gate is cast back to the base dtype for the mix.
         self.router = router.to(device=place["device"])
@@ -49,14 +51,21 @@ class RoutedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)  # (..., d_out)
-        delta = self._sparse_delta(x) if self.sparse and self.top_k < self.num_experts else self._dense_delta(x)
-        self._measure(y, delta)
-        return y + delta
+        if self.sparse and self.top_k < self.num_experts:
+            delta = self._sparse_delta(x)  # (..., d_out)
+            if self.track_importance:
+                self._measure(y, torch.linalg.vector_norm(delta.detach(), dim=-1, dtype=torch.float32))
+            return y + delta
+        mixed = self._mixed(x)  # (..., M)
+        if self.track_importance:
+            self._measure(y, self._update_norm(mixed))
+        # y + m B^T in one call: no (..., d_out) temporary for the update and no separate add over it
+        return torch.addmm(y.reshape(-1, y.shape[-1]), mixed.reshape(-1, self.num_experts), self.scaled_B.T).view_as(y)
 
-    def _dense_delta(self, x: torch.Tensor) -> torch.Tensor:
+    def _mixed(self, x: torch.Tensor) -> torch.Tensor:
         z = F.linear(x, self.A)  # (..., M)   every expert's A[i] @ x in one matmul
         gate = self.router(x.float(), z.float(), self.top_k).to(z.dtype)  # (..., M) or (M,), zero outside the top-k
-        return F.linear(z * gate, self.scaled_B)  # (..., M) -> (..., d_out)
+        return z * gate  # (..., M)
 
     def _sparse_delta(self, x: torch.Tensor) -> torch.Tensor:
         gate = self.router(x.float(), None, self.top_k)  # (..., M), zero outside the top-k
@@ -64,13 +73,19 @@ class RoutedLinear(nn.Module):
         z = torch.einsum("...d,...kd->...k", x, self.A[index])  # (..., k)  only the kept experts' A[i] @ x
         return torch.einsum("...k,...ko->...o", z * weight.to(z.dtype), self.scaled_B.T[index])  # (..., d_out)
 
-    def _measure(self, y: torch.Tensor, delta: torch.Tensor) -> None:
-        if self.track_importance:  # ||routed update|| / ||W0 x|| per real token, summed; no host sync
-            with torch.no_grad():
-                ratio = (delta.norm(dim=-1) / y.norm(dim=-1).clamp_min(1e-6)).float()  # (...,)
-                real = self.token_mask if self.token_mask is not None and self.token_mask.shape == ratio.shape else torch.ones_like(ratio)
-                self.importance_sum += (ratio * real).sum()
-                self.importance_count += real.sum()
+    @torch.no_grad()
+    def _update_norm(self, mixed: torch.Tensor) -> torch.Tensor:
+        """||B m|| per token in fp32 without forming B m: ||B m||^2 = m^T (B^T B) m.  (..., M) -> (...,)"""
+        m = mixed.float()
+        return ((m @ self.gram) * m).sum(-1).clamp_min(0).sqrt()
+
+    @torch.no_grad()
+    def _measure(self, y: torch.Tensor, update_norm: torch.Tensor) -> None:
+        """EEQA importance: ||routed update|| / ||W0 x|| per real token, summed; no host sync."""
+        ratio = update_norm / torch.linalg.vector_norm(y, dim=-1, dtype=torch.float32).clamp_min(1e-6)  # (...,)
+        real = self.token_mask if self.token_mask is not None and self.token_mask.shape == ratio.shape else torch.ones_like(ratio)
+        self.importance_sum += (ratio * real).sum()
+        self.importance_count += real.sum()
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, top_k={self.top_k}"
