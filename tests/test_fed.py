@@ -299,6 +299,39 @@ def test_resume_refuses_settings_that_change_what_was_trained(fed_config, capsys
     assert "# resumed with federation.rounds = 2 (was 1)" in saved and saved.startswith("# ")
 
 
+def test_a_comparison_rescores_a_finished_run_whose_evaluation_settings_changed(fed_config, monkeypatch):
+    import shutil
+
+    import smartfed.fed.scores as scores
+    from smartfed.compare import run_comparison
+
+    config = make_config(fed_config, {"run.name": "rescore", "federation.rounds": 1})
+    run_simulation(config, log=lambda *_: None)
+    before = (config.run_dir / "metrics.jsonl").read_text()
+    logs = []
+    run_comparison([config], log=logs.append)
+    assert logs == [f"{config.run_dir}: finished earlier, kept"]
+
+    caps = []  # what each suite was asked to generate at most
+    real_run_suite = scores.run_suite
+    monkeypatch.setattr(scores, "run_suite", lambda *a, **k: caps.append(k["max_new_tokens"]) or real_run_suite(*a, **k))
+    scored = make_config(fed_config, {"run.name": "rescore", "federation.rounds": 1, "eval.score_examples": 1,
+                                      "eval.suites": ["mgsm-zh"], "eval.max_new_tokens": 3})
+    run_comparison([scored], log=lambda *_: None)
+    assert caps == [3]
+    assert (config.run_dir / "metrics.jsonl").read_text() == before  # no round trained again
+    assert json.loads((config.run_dir / "summary.json").read_text())["scores"].keys() == {"mgsm-zh"}
+    saved = (config.run_dir / "config.toml").read_text()
+    assert RunFolder(config.run_dir).config().eval.max_new_tokens == 3 and "# git_revision = " in saved
+    assert "# resumed with eval.max_new_tokens = 3 (was 0)" in saved and "# resumed at git_revision = " in saved
+
+    with pytest.raises(ConfigError, match=r"an earlier run with other settings \(training.lr\); expected training.lr=0.01, found 0.05"):
+        run_comparison([make_config(fed_config, {"run.name": "rescore", "federation.rounds": 1, "training.lr": 0.01})])
+    shutil.rmtree(config.run_dir / "checkpoints")  # a committed run folder: settings cannot change without them
+    with pytest.raises(ConfigError, match=r"eval.max_new_tokens=3, expected 5, and no checkpoints"):
+        run_comparison([make_config(scored.flat(), {"eval.max_new_tokens": 5})])
+
+
 def test_a_torn_last_metrics_line_is_dropped_on_resume_and_named_elsewhere(fed_config):
     from smartfed.errors import SmartFedError
     from smartfed.fed.run_folder import RunFolder

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from smartfed.config import RouterSection, RunConfig, load_config
 from smartfed.errors import ConfigError
-from smartfed.fed.run_folder import CHECKPOINTS, METRICS, SUMMARY, RunFolder
+from smartfed.fed.run_folder import CHECKPOINTS, METRICS, RESUMABLE_KEYS, SUMMARY, RunFolder
 from smartfed.fed.simulation import run_simulation
 from smartfed.methods import get_method
 
@@ -101,27 +101,35 @@ def _name(method: str, fraction: float, seed: int) -> str:
     return method + ("" if fraction == 1 else f"-frac{fraction:g}") + ("" if seed == 0 else f"-seed{seed}")
 
 
-def _check_same_settings(config: RunConfig) -> None:
-    earlier, now = RunFolder(config.run_dir).config().flat(), config.flat()
-    differ = [key for key in now if earlier.get(key) != now[key]]
-    if differ:
-        raise ConfigError(f"{config.run_dir / 'config.toml'}: an earlier run with other settings ({', '.join(differ)}); "
-                          f"expected {differ[0]}={now[differ[0]]!r}, found {earlier.get(differ[0])!r}: use another --out")
+def _changed_settings(config: RunConfig) -> list[str]:
+    """The resumable settings (evaluation, rounds) in which `config` differs from the run already in its
+    folder; any other difference is an error: that run trained something else."""
+    changed = RunFolder(config.run_dir).changed_settings(config)
+    fixed = [key for key in changed if key not in RESUMABLE_KEYS]
+    if fixed:
+        raise ConfigError(f"{config.run_dir / 'config.toml'}: an earlier run with other settings ({', '.join(fixed)}); "
+                          f"expected {fixed[0]}={changed[fixed[0]][1]!r}, found {changed[fixed[0]][0]!r}: use another --out")
+    if changed and (config.run_dir / SUMMARY).is_file() and not (config.run_dir / CHECKPOINTS).is_dir():
+        key, (old, new) = next(iter(changed.items()))
+        raise ConfigError(f"{config.run_dir}: an earlier run with {key}={old!r}, expected {new!r}, and no checkpoints to "
+                          f"resume it from (committed run folders have none): rerun it in another --out")
+    return list(changed)
 
 
 def run_comparison(configs: list[RunConfig], log=print) -> list[Path]:
-    """Run every config not finished yet; return the run folders in order."""
+    """Run every config not finished yet; return the run folders in order. A finished run whose evaluation
+    settings changed (e.g. eval.max_new_tokens) resumes from its last checkpoint and is scored again."""
     for config in configs:
         folder = config.run_dir
-        if (folder / "config.toml").is_file():
-            _check_same_settings(config)
-        if (folder / SUMMARY).is_file():
+        changed = _changed_settings(config) if (folder / "config.toml").is_file() else []
+        if (folder / SUMMARY).is_file() and not changed:
             log(f"{folder}: finished earlier, kept")
             continue
         resume = (folder / CHECKPOINTS).is_dir()
         if (folder / METRICS).exists() and not resume:
             shutil.rmtree(folder)  # killed before its first checkpoint
         log(f"== {config.run.name}: method {config.run.method} ({get_method(config.run.method).trains(config)}), "
-            f"data fraction {config.data.fraction:g}" + (" (resuming)" if resume else ""))
+            f"data fraction {config.data.fraction:g}" + (f" (resuming; changed: {', '.join(changed)})" if changed else
+                                                        " (resuming)" if resume else ""))
         run_simulation(config, resume=resume, log=log)
     return [c.run_dir for c in configs]

@@ -1,5 +1,6 @@
 """`smartfed eval`: score a base model, a model with routed experts, or a plain LoRA on the suites."""
 
+import argparse
 import json
 from pathlib import Path
 
@@ -20,12 +21,20 @@ def add_parser(sub) -> None:
                    help="comma-separated suites; 'loss:<composition>' scores held-out loss")
     p.add_argument("--limit", type=int, default=50, help="items per suite (the first N of the upstream file)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--max-new-tokens", type=int, default=0, help="cap on generated tokens per item (0: each suite's own limit)")
+    p.add_argument("--max-new-tokens", type=_count, default=0, help="cap on generated tokens per item (0: each suite's own limit)")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--out", help="write results (scores and every output) as JSON here")
     p.add_argument("--require-isolation", action="store_true",
                    help="refuse to run generated code without namespaces and an unprivileged uid")
     p.set_defaults(run=run)
+
+
+def _count(text: str) -> int:
+    """argparse type: an int >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, found {value}")
+    return value
 
 
 def _model(args):

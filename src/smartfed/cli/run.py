@@ -1,11 +1,6 @@
 """`smartfed run [CONFIG.toml] [--set section.key=value ...] | --resume runs/NAME`."""
 
 
-# What `--resume` may change: how long the run goes on, and how it is evaluated.
-RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.every", "eval.score_examples", "eval.suites",
-                  "eval.max_new_tokens")
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("run", help="run a federated experiment (no config: the embedded default)")
     p.add_argument("config", nargs="?", help="TOML config file in sections (keys: `smartfed run --help-config`)")
@@ -19,7 +14,7 @@ def run(args) -> None:
     from smartfed.config import help_lines, load_config, parse_overrides
     from smartfed.errors import ConfigError
     from smartfed.fed.loop import ROUND_HEADER
-    from smartfed.fed.run_folder import RunFolder
+    from smartfed.fed.run_folder import RESUMABLE_KEYS, RunFolder
     from smartfed.fed.simulation import run_simulation
     from smartfed.methods import get_method
 
@@ -32,8 +27,7 @@ def run(args) -> None:
         if fixed:
             raise ConfigError(f"--resume --set {fixed[0]}: a resumed run keeps the settings it was trained with; "
                               f"expected one of {', '.join(RESUMABLE_KEYS)}")
-        config = RunFolder(args.resume).config().with_values(changes)
-        RunFolder(args.resume).update_config(config, changes)  # the folder says what the resumed run did
+        config = RunFolder(args.resume).config().with_values(changes)  # the folder records them once its checkpoint loads
     else:
         config = load_config(args.config, args.overrides)
     fed = config.federation

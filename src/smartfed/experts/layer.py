@@ -60,7 +60,9 @@ class RoutedLinear(nn.Module):
         if self.track_importance:
             self._measure(y, self._update_norm(mixed))
         # y + m B^T in one call: no (..., d_out) temporary for the update and no separate add over it
-        return torch.addmm(y.reshape(-1, y.shape[-1]), mixed.reshape(-1, self.num_experts), self.scaled_B.T).view_as(y)
+        # (`.to` is a no-op unless a quantised base layer returns another dtype than its input's)
+        mixed, scaled_B = mixed.to(y.dtype), self.scaled_B.to(y.dtype)
+        return torch.addmm(y.reshape(-1, y.shape[-1]), mixed.reshape(-1, self.num_experts), scaled_B.T).view_as(y)
 
     def _mixed(self, x: torch.Tensor) -> torch.Tensor:
         z = F.linear(x, self.A)  # (..., M)   every expert's A[i] @ x in one matmul
@@ -77,7 +79,7 @@ class RoutedLinear(nn.Module):
     def _update_norm(self, mixed: torch.Tensor) -> torch.Tensor:
         """||B m|| per token in fp32 without forming B m: ||B m||^2 = m^T (B^T B) m.  (..., M) -> (...,)"""
         m = mixed.float()
-        return ((m @ self.gram) * m).sum(-1).clamp_min(0).sqrt()
+        return ((m @ self.gram.float()) * m).sum(-1).clamp_min(0).sqrt()
 
     @torch.no_grad()
     def _measure(self, y: torch.Tensor, update_norm: torch.Tensor) -> None:

@@ -58,6 +58,7 @@ def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, ru
             raise SmartFedError(f"{run.path}: nothing to resume (no checkpoint); start the run without --resume")
         start, tensors, metadata = last
         population.restore(tensors, metadata, run.metrics()[-1].quotas)
+        run.update_config(config)  # settings the resume changed (RESUMABLE_KEYS), said in config.toml
         return population, start
     run.create(config, side.provenance)
     record = RoundRecord(round=0, quotas=get_quotas(side.model))

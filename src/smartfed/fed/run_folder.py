@@ -19,6 +19,9 @@ from smartfed.fed.records import RoundRecord, Summary
 from smartfed.io import atomic_path, atomic_write_text
 
 CONFIG, METRICS, SUMMARY, CHECKPOINTS = "config.toml", "metrics.jsonl", "summary.json", "checkpoints"
+# What a resume may change: how long the run goes on, and how it is evaluated.
+RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.every", "eval.score_examples", "eval.suites",
+                  "eval.max_new_tokens")
 
 
 class RunFolder:
@@ -34,12 +37,27 @@ class RunFolder:
         atomic_write_text(self.path / CONFIG, header + config.to_toml())
         atomic_write_text(self.path / METRICS, "")
 
-    def update_config(self, config: RunConfig, changes: dict) -> None:
-        """Record settings a resume changed (`smartfed run --resume --set`): config.toml holds the new values,
-        its header keeps the provenance and says what changed and what it was."""
-        earlier = self.config().flat()
+    def changed_settings(self, config: RunConfig) -> dict[str, tuple]:
+        """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml."""
+        saved = self.config().flat()
+        return {key: (saved.get(key), value) for key, value in config.flat().items() if saved.get(key) != value}
+
+    def update_config(self, config: RunConfig) -> None:
+        """Record the settings a resume changed (RESUMABLE_KEYS; `smartfed run --resume --set`, or compare
+        with new evaluation settings): config.toml holds the new values, its header keeps the first run's
+        provenance and says what changed, what it was and which code resumed. The summary, made under the
+        old settings, goes first: until the resumed run writes its own, the run is unfinished."""
+        changed = self.changed_settings(config)
+        fixed = sorted(set(changed) - set(RESUMABLE_KEYS))
+        if fixed:
+            raise SmartFedError(f"{self.path / CONFIG}: a resumed run keeps the settings it was trained with; "
+                                f"expected {fixed[0]}={changed[fixed[0]][0]!r}, found {changed[fixed[0]][1]!r}")
+        if not changed:
+            return
+        (self.path / SUMMARY).unlink(missing_ok=True)
         header = [line for line in (self.path / CONFIG).read_text().splitlines(keepends=True) if line.startswith("#")]
-        header += [f"# resumed with {key} = {value!r} (was {earlier.get(key)!r})\n" for key, value in changes.items()]
+        header += [f"# resumed with {key} = {new!r} (was {old!r})\n" for key, (old, new) in changed.items()]
+        header.append(f"# resumed at git_revision = {provenance()['git_revision']}\n")
         atomic_write_text(self.path / CONFIG, "".join(header) + config.to_toml())
 
     def config(self) -> RunConfig:
