@@ -1,6 +1,7 @@
 """The end of a run: benchmark scores if asked, and the summary (written last: it marks a finished run)."""
 
 import json
+import time
 
 from smartfed.config import RunConfig
 from smartfed.fed.records import Summary
@@ -36,6 +37,8 @@ def finish_run(config: RunConfig, method: Method, side: ModelSide, run: RunFolde
             run.save_checkpoint(client, state, {"quotas": json.dumps(quotas)}, prefix="client")
         summary.final_checkpoint = "checkpoints/client-*.safetensors"
     if config.eval.score_examples:
+        began = time.time()
         summary.scores = score_run(config, method, side, run, models)
+        summary.scores_wall_s = round(time.time() - began, 1)
     run.write_summary(summary)
     return summary

@@ -64,3 +64,4 @@ class Summary(Record):
     wall_s: float
     final_checkpoint: str
     scores: dict[str, float] | None = None
+    scores_wall_s: float | None = None  # the benchmark scoring after the last round (generation, sandboxed programs)

@@ -132,8 +132,8 @@ def summary_table(results: list[RunResult]) -> str:
     suites = list(dict.fromkeys(s for r in results for s in r.summary.scores or {}))
     lines = ["| run | method | router | EEQA | data | " + " | ".join(f"{s} %" for s in suites) + (" | " if suites else "")
              + "held-out loss (all items) | curve: start -> end | rounds to FedIT's final curve loss | MB up | MB down | energy kJ | client CPU s "
-             "| client compute (k token-passes) | wall s |",
-             "|---|---|---|---|---:|" + "---:|" * len(suites) + "---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+             "| client compute (k token-passes) | rounds wall s | scoring wall s |",
+             "|---|---|---|---|---:|" + "---:|" * len(suites) + "---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         c, fedit = r.config, fedit_of(r, results)
         every_round = fedit is not None and r.evaluated_every_round and fedit.evaluated_every_round
@@ -146,7 +146,7 @@ def summary_table(results: list[RunResult]) -> str:
                  _fmt(reach, "d", "not reached") if every_round else "-",
                  f"{r.summary.cumulative_bytes_up / 1e6:.2f}", f"{r.summary.cumulative_bytes_down / 1e6:.2f}",
                  f"{r.energy_j / 1e3:.2f}", f"{r.summary.client_cpu_s:.0f}", f"{r.token_passes / 1e3:.1f}",
-                 f"{r.summary.wall_s:.0f}"]
+                 f"{r.summary.wall_s:.0f}", _fmt(r.summary.scores_wall_s, ".0f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
