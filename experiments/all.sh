@@ -4,8 +4,8 @@
 #
 #   experiments/all.sh [WORKERS]        # default 2; stop it any time (kill the process group), rerun to go on
 #
-# The queue: the zh+math comparison (seed 0, then 1, then 2), its coverage pools, the math+code and zh+code
-# comparisons, their coverage pools, the data-fraction sweep. A finished run is skipped, a stopped one
+# The queue, composition by composition (zh+math, math+code, zh+code): every method and pool at seed 0 (the
+# comparison, then the coverage pools), then seeds 1 and 2 of each; last the data-fraction sweep. A finished run is skipped, a stopped one
 # resumes at its last round. Running time on 2 CPU cores: see the README's "Budget".
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -17,18 +17,23 @@ reuse=(smartfed module-router)
 queue() {
   for composition in zh+math math+code zh+code; do
     echo "$composition.sh --methods arrow --seeds 0"
-    for seed in 0 1 2; do for m in "${main[@]}"; do echo "$composition.sh --methods $m --seeds $seed"; done; done
-    if [[ $composition == zh+math ]]; then coverage_jobs zh+math; fi
+    for m in "${main[@]}"; do echo "$composition.sh --methods $m --seeds 0"; done
+    coverage_jobs "$composition" 0  # the first seed of every pool before more seeds of any
+    for seed in 1 2; do for m in "${main[@]}"; do echo "$composition.sh --methods $m --seeds $seed"; done; done
+    coverage_jobs "$composition" 1 2
   done
-  coverage_jobs math+code; coverage_jobs zh+code
   for seed in 0 1 2; do  # the claim: SmartFed on 10% of the data against FedIT on all of it
     echo "data-fraction.sh --methods smartfed --fractions 0.1 --seeds $seed"; echo "data-fraction.sh --methods fedit --fractions 1 --seeds $seed"
   done
 }
-coverage_jobs() {
-  for pool in matched mismatched; do echo "coverage.sh $1 $pool --methods arrow --seeds 0"; done
-  for seed in 0 1 2; do for pool in matched mismatched; do for m in "${reuse[@]}"; do
-    echo "coverage.sh $1 $pool --methods $m --seeds $seed"; done; done; done
+coverage_jobs() {  # COMPOSITION SEED...: Arrow (deterministic) at the first seed, the reuse methods at each
+  local composition=$1; shift
+  for seed in "$@"; do
+    if [[ $seed == 0 ]]; then  # the matched pool's first job builds its module: the other worker runs mismatched jobs meanwhile
+      echo "coverage.sh $composition matched --methods arrow --seeds 0"; echo "coverage.sh $composition mismatched --methods arrow --seeds 0"
+    fi
+    for pool in mismatched matched; do for m in "${reuse[@]}"; do echo "coverage.sh $composition $pool --methods $m --seeds $seed"; done; done
+  done
 }
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
 queue | xargs -P "$workers" -L 1 bash -c 'log="$0/docs/results/.logs/$(echo "$*" | tr " /" "__").log"; mkdir -p "$(dirname "$log")";
