@@ -6,7 +6,7 @@ import pytest
 from smartfed.config import load_config
 from smartfed.fed.records import ClientRecord, RoundRecord, Summary
 from smartfed.report.runs import RunResult
-from smartfed.report.statistics import statistics_table
+from smartfed.report.statistics import eeqa_table, statistics_table
 from smartfed.report.stats import DRAWS, interval, paired
 
 
@@ -64,6 +64,19 @@ def test_statistics_table_groups_seeds_and_compares_with_fedit():
     smart_row = next(line for line in table.splitlines() if line.startswith("| smartfed-seed0 |"))
     assert "| 2 | 1.6250 [" in fedit_row and "| 2 | 0.8750 [" in smart_row
     assert "| -0.7500 [" in smart_row and "| 50.0 [" in fedit_row and "| 100.0 [100.0, 100.0] | +50.0 [" in smart_row
+
+
+def test_the_eeqa_ablation_pairs_each_setting_with_its_fixed_top_k_twin():
+    eeqa = [run(f"smartfed-seed{s}", "smartfed", s, [(1.0 + s, 2), (2.0, 2)], [1.0, 1.0]) for s in (0, 1)]
+    fixed = [run(f"smartfed-topk-seed{s}", "smartfed", s, [(2.0, 2), (2.0 + s, 2)], [0.0, 1.0]) for s in (0, 1)]
+    for r in fixed:
+        r.config = r.config.with_values({"eeqa.enabled": False})
+    fedit = [run(f"fedit-seed{s}", "fedit", s, [(2.0, 2), (2.0, 2)], [1.0, 0.0]) for s in (0, 1)]
+    table = eeqa_table(eeqa + fixed + fedit)
+    # by hand: EEQA (1+2+2+2)/8 = 0.875, fixed top-k (2+2+2+3)/8 = 1.125: -0.25; scores 100% against 50%: +50
+    (row,) = [line for line in table.splitlines() if line.startswith("| smartfed-seed0 - smartfed-topk-seed0 |")]
+    assert "| 2 | -0.2500 [" in row and "| +50.0 [" in row
+    assert "fedit" not in table and eeqa_table(eeqa + fedit) is None  # no fixed top-k twin: no table
 
 
 def test_a_training_free_run_is_paired_with_every_seed_of_fedit():

@@ -70,3 +70,31 @@ def statistics_table(results: list[RunResult]) -> str | None:
                                                       same or stands_for_all, 100, "+.1f")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _without(runs: list[RunResult], *keys: str) -> list:
+    return sorted(((k, v) for k, v in runs[0].config.flat().items() if k not in ("run.name", "run.seed", *keys)), key=str)
+
+
+def eeqa_table(results: list[RunResult]) -> str | None:
+    """The EEQA ablation: each setting with elastic quotas against the one that differs only in a fixed top-k
+    (eeqa.enabled = false), paired on the same seeds and items; None when no such pair ran."""
+    groups = settings(results)
+    suites = list(dict.fromkeys(s for r in results for s in r.score_items))
+    rows = []
+    for label, runs in groups.items():
+        if not runs[0].method.uses_eeqa(runs[0].config):
+            continue
+        fixed = next(((name, other) for name, other in groups.items() if not other[0].config.eeqa.enabled
+                      and _without(other, "eeqa.enabled") == _without(runs, "eeqa.enabled")), None)
+        if fixed is None:
+            continue
+        name, other = fixed
+        same = [r.config.run.seed for r in runs] == [r.config.run.seed for r in other]
+        cells = [f"{label} - {name}", str(len(runs)), _versus(loss_cells(runs), loss_cells(other), same)]
+        cells += [_versus(_score_cells(runs, suite), _score_cells(other, suite), same, 100, "+.1f") for suite in suites]
+        rows.append("| " + " | ".join(cells) + " |")
+    if not rows:
+        return None
+    return "\n".join(["| EEQA - fixed top-k | seeds | held-out loss [95% CI], p | " + " | ".join(f"{s} (pp) [95% CI], p" for s in suites) + " |",
+                      "|---|---:|---|" + "---|" * len(suites), *rows])

@@ -5,7 +5,7 @@ from pathlib import Path
 from smartfed.io import atomic_write_text
 from smartfed.report.claims import claims_table
 from smartfed.report.runs import RunResult, bytes_plot, fraction_plot, loss_plot, quota_heatmap, ratio_table, summary_table
-from smartfed.report.statistics import statistics_table
+from smartfed.report.statistics import eeqa_table, statistics_table
 
 
 def write_report(run_dirs: list[Path], out_dir: Path) -> str:
@@ -23,6 +23,10 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     if stats:
         text += ("\nMean over seeds and items with a 95% bootstrap interval (seeds and items resampled together), and the "
                  "paired difference with FedIT on the same seeds and items:\n\n" + stats + "\n")
+    ablation = eeqa_table(results)
+    if ablation:
+        text += ("\nThe EEQA ablation: elastic quotas minus a fixed top-k with everything else the same, paired on the same "
+                 "seeds and items (negative loss: EEQA better):\n\n" + ablation + "\n")
     claims = claims_table(results)
     if claims:
         text += ("\nThe paper's headline figures against these runs (`smartfed` and `fedit` on the same seeds; the rules are in "
