@@ -247,6 +247,15 @@ def test_report_table_and_plots(fed_config, tmp_path):
     assert not (tmp_path / "report" / "quotas-report-topk.png").exists()
     for png in ("heldout_loss.png", "quotas-report-eeqa.png"):
         assert (tmp_path / "report" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| report-eeqa - report-topk | 1 |" in text  # the EEQA ablation pairs the two
+
+    import shutil  # the same run name in two folders (a coverage pool beside the default): each row says its folder
+
+    twin = tmp_path / "other-pool" / "report-eeqa"
+    shutil.copytree(configs[0].run_dir, twin, ignore=shutil.ignore_patterns("checkpoints"))
+    text = write_report([configs[0].run_dir, twin], tmp_path / "report-both")
+    assert f"| {configs[0].run_dir.parent.name}/report-eeqa | smartfed |" in text and "| other-pool/report-eeqa | smartfed |" in text
+    assert (tmp_path / "report-both" / "quotas-other-pool_report-eeqa.png").is_file()
 
 
 def test_killed_local_run_resumes_bit_identical(fed_config):

@@ -11,10 +11,14 @@ from smartfed.report.statistics import eeqa_table, statistics_table
 def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     results = [RunResult.read(Path(d)) for d in run_dirs]
+    names = [r.name for r in results]
+    for d, r in zip(run_dirs, results):  # runs of one name from several folders (a coverage pool beside the default): say which
+        if names.count(r.name) > 1:
+            r.name = f"{Path(d).parent.name}/{r.name}"
     ratios = ratio_table(results)
     plots = [loss_plot(results, out_dir / "heldout_loss.png"), bytes_plot(results, out_dir / "loss_vs_bytes.png"),
              fraction_plot(results, out_dir / "data_fraction.png")]
-    plots += [quota_heatmap(Path(d), out_dir / f"quotas-{r.name}.png") for d, r in zip(run_dirs, results)
+    plots += [quota_heatmap(Path(d), out_dir / f"quotas-{r.name.replace('/', '_')}.png") for d, r in zip(run_dirs, results)
               if r.method.uses_eeqa(r.config) and r.method.federated]  # clients of `local` each keep their own quotas
     text = summary_table(results) + "\n"
     if ratios.count("\n") > 1:
