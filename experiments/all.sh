@@ -38,11 +38,4 @@ coverage_jobs() {  # COMPOSITION SEED...: Arrow (deterministic) at the first see
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
 queue | xargs -P "$workers" -L 1 bash -c 'log="$0/docs/results/.logs/$(echo "$*" | tr " /" "__").log"; mkdir -p "$(dirname "$log")";
   "$0/experiments/$1" "${@:2}" --no-report > "$log" 2>&1 || echo "failed: $* (see $log)"' "$repo"
-smartfed="$repo/.venv/bin/smartfed"; [[ -x "$smartfed" ]] || smartfed=smartfed
-for folder in "$repo"/docs/results/*/; do
-  runs=("$folder"*/summary.json)
-  [[ -f "${runs[0]}" ]] || continue
-  report="$folder/report"; [[ "$folder" == *-data-fraction/ ]] && report="$folder/report-data-fraction"
-  "$smartfed" report "${runs[@]%/summary.json}" --out "$report" > /dev/null
-  echo "report: $report/report.md"
-done
+"$repo/experiments/report.sh"

@@ -204,6 +204,9 @@ def loss_plot(results: list[RunResult], out: Path) -> Path:
     for i, (label, runs) in enumerate(settings(results).items()):
         rounds = sorted(set.intersection(*(set(dict(r.losses)) for r in runs)))
         center, low, high, band = _curve(runs, rounds)
+        if not runs[0].method.trains_anything:  # its round 0 is its model at every round: a level, not a point
+            ax.axhline(center[0], color=plt.cm.tab20(i % 20), linestyle=":", label=f"{label} (trains nothing)")
+            continue
         ax.plot(rounds, center, **(_style(runs[0], i) | {"label": f"{label} ({len(runs)} seed{'s' * (len(runs) > 1)}, {band})"}))
         if low is not None:
             ax.fill_between(rounds, low, high, color=plt.cm.tab20(i % 20), alpha=0.2)
