@@ -12,8 +12,9 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
     results = [RunResult.read(Path(d)) for d in run_dirs]
     names = [r.name for r in results]
-    for d, r in zip(run_dirs, results):  # runs of one name from several folders (a coverage pool beside the default): say which
-        if names.count(r.name) > 1:
+    home = Path(run_dirs[0]).parent if run_dirs else None  # the comparison's own folder: its runs keep their names
+    for d, r in zip(run_dirs, results):  # one name from another folder too (a coverage pool beside the default): say which
+        if names.count(r.name) > 1 and Path(d).parent != home:
             r.name = f"{Path(d).parent.name}/{r.name}"
     ratios = ratio_table(results)
     plots = [loss_plot(results, out_dir / "heldout_loss.png"), bytes_plot(results, out_dir / "loss_vs_bytes.png"),
