@@ -33,6 +33,9 @@ def _edit_config(folder, **changes):
 def test_the_pool_cache_follows_content_not_folder_names(adapter, tmp_path):
     base, folder = adapter
     first = resolve_pool_file((str(folder),), "tiny", base)
+    from smartfed.pool.resolve import default_pool_dir  # the cache, never beside the adapters (a package's shipped folder)
+
+    assert first.parent == default_pool_dir("tiny") and not list(folder.parent.glob("pool-*"))
     other = make_adapter(base, tmp_path / "b" / "m1", 1, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])  # same name
     assert resolve_pool_file((str(other),), "tiny", base).name != first.name
     _edit_config(folder, lora_alpha=16)  # an edited alpha: a new pool, with the new scale
