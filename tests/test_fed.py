@@ -330,7 +330,7 @@ def test_a_comparison_rescores_a_finished_run_whose_evaluation_settings_changed(
     assert caps == [3]
     assert (config.run_dir / "metrics.jsonl").read_text() == before  # no round trained again
     summary = json.loads((config.run_dir / "summary.json").read_text())
-    assert summary["scores"].keys() == {"mgsm-zh"} and summary["scores_wall_s"] > 0
+    assert summary["scores"].keys() == {"mgsm-zh"} and summary["scores_wall_s"] >= 0  # a tiny model: it may round to 0.0
     saved = (config.run_dir / "config.toml").read_text()
     assert RunFolder(config.run_dir).config().eval.max_new_tokens == 3 and "# git_revision = " in saved
     assert "# resumed with eval.max_new_tokens = 3 (was 0)" in saved and "# resumed at git_revision = " in saved

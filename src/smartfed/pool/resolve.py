@@ -82,9 +82,12 @@ def resolve_pool_file(adapters: tuple[str, ...], model_name: str, model: nn.Modu
         except (OSError, RuntimeError) as err:  # missing, or a symlink loop
             raise AdapterError(f"adapter folder {folder}: not found ({type(err).__name__}: {err})") from None
     digest = adapters_digest(folders)
-    # in the cache, whoever's folders they are: never beside the adapters (the package's shipped folder among them)
-    pool_file = default_pool_dir(model_name) / f"pool-{digest[:20]}.safetensors"
+    sources = json.dumps([{"source": f.source, "revision": f.revision} for f in fetched])
+    # In the cache whoever's folders they are (never beside the adapters: the package's shipped folder is one), keyed
+    # by content and, where given, by the sources the file's metadata records (the same modules from the hub or a
+    # folder are two provenances, so two files).
+    key = hashlib.sha256((digest + sources).encode()).hexdigest() if fetched else digest
+    pool_file = default_pool_dir(model_name) / f"pool-{key[:20]}.safetensors"
     if not pool_file.is_file():
-        sources = json.dumps([{"source": f.source, "revision": f.revision} for f in fetched])
         ExpertPool.from_adapters(folders, model).save(pool_file, {"adapters_sha256": digest, "adapter_sources": sources})
     return pool_file
