@@ -14,7 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from smartfed.config import RunConfig, load_config, migrate_flat, provenance, read_toml
-from smartfed.errors import SmartFedError
+from smartfed.errors import ConfigError, SmartFedError
 from smartfed.fed.records import RoundRecord, Summary
 from smartfed.io import atomic_path, atomic_write_text
 
@@ -38,9 +38,16 @@ class RunFolder:
         atomic_write_text(self.path / METRICS, "")
 
     def changed_settings(self, config: RunConfig) -> dict[str, tuple]:
-        """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml."""
+        """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml; ConfigError
+        where a difference is not in RESUMABLE_KEYS (that run trained something else)."""
         saved = self.config().flat()
-        return {key: (saved.get(key), value) for key, value in config.flat().items() if saved.get(key) != value}
+        changed = {key: (saved.get(key), value) for key, value in config.flat().items() if saved.get(key) != value}
+        fixed = [key for key in changed if key not in RESUMABLE_KEYS]
+        if fixed:
+            raise ConfigError(f"{self.path / CONFIG}: an earlier run with other settings ({', '.join(fixed)}); expected "
+                              f"{fixed[0]}={changed[fixed[0]][1]!r}, found {changed[fixed[0]][0]!r}: a resumed run keeps "
+                              f"the settings it was trained with; use another folder")
+        return changed
 
     def update_config(self, config: RunConfig) -> None:
         """Record the settings a resume changed (RESUMABLE_KEYS; `smartfed run --resume --set`, or compare
@@ -48,10 +55,6 @@ class RunFolder:
         provenance and says what changed, what it was and which code resumed. The summary, made under the
         old settings, goes first: until the resumed run writes its own, the run is unfinished."""
         changed = self.changed_settings(config)
-        fixed = sorted(set(changed) - set(RESUMABLE_KEYS))
-        if fixed:
-            raise SmartFedError(f"{self.path / CONFIG}: a resumed run keeps the settings it was trained with; "
-                                f"expected {fixed[0]}={changed[fixed[0]][0]!r}, found {changed[fixed[0]][1]!r}")
         if not changed:
             return
         (self.path / SUMMARY).unlink(missing_ok=True)
