@@ -4,7 +4,6 @@ Variants (batch 4 x 256 tokens, the same random tokens for all):
   bare            the frozen model's forward + backward, gradients w.r.t. the input embeddings
   lora-r8         a PEFT LoRA r=8 train step on the same seven linear types
   smartfed-KIND   routed experts (pool of 4 modules of rank 8, M_j = 32, top-2), each router kind
-  separate-add    the linear-router layer forming the update B m, then adding it to W0 x (before addmm)
   naive-loop      the same routed layer written as a Python loop over the 32 experts (linear router)
 
 Time: all variants in one process, interleaved over rounds; median and fastest step (the machine is
@@ -27,7 +26,6 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
 
 from smartfed import ExpertPool, attach_experts, detach_experts, router_parameters
@@ -38,7 +36,7 @@ from smartfed.routers import ROUTER_KINDS, topk_softmax
 
 BATCH, SEQ, RANK, MODULES, TOP_K = 4, 256, 8, 4, 2
 MMAP_THRESHOLD = "65536"
-VARIANTS = ("bare", "lora-r8", *(f"smartfed-{k}" for k in ROUTER_KINDS if k != "module-arrow"), "separate-add", "naive-loop")  # module-arrow trains nothing
+VARIANTS = ("bare", "lora-r8", *(f"smartfed-{k}" for k in ROUTER_KINDS if k != "module-arrow"), "naive-loop")  # module-arrow trains nothing
 PLACE = {"device": "cpu", "dtype": "float32"}  # --device, --dtype
 
 
@@ -65,13 +63,6 @@ class NaiveLoopLinear(RoutedLinear):
         return y
 
 
-class SeparateAddLinear(RoutedLinear):
-    """The layer as it was before addmm: the (..., d_out) update formed, then added."""
-
-    def forward(self, x):
-        return self.base_layer(x) + F.linear(self._mixed(x), self.scaled_B)
-
-
 def setup(variant: str, model, pool):
     """Prepare `model` for `variant`; return (model to call, trainable params, teardown)."""
     if variant == "bare":
@@ -80,11 +71,11 @@ def setup(variant: str, model, pool):
         torch.manual_seed(0)
         peft_model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=list(LLAMA_LINEAR_TYPES)))
         return peft_model, [p for p in peft_model.parameters() if p.requires_grad], peft_model.unload
-    kind = "linear" if variant in ("naive-loop", "separate-add") else variant.removeprefix("smartfed-")
+    kind = "linear" if variant == "naive-loop" else variant.removeprefix("smartfed-")
     attach_experts(model, pool, router=kind, top_k=TOP_K)
-    if variant in ("naive-loop", "separate-add"):
+    if variant == "naive-loop":
         for layer in routed_layers(model).values():
-            layer.__class__ = NaiveLoopLinear if variant == "naive-loop" else SeparateAddLinear
+            layer.__class__ = NaiveLoopLinear
     return model, router_parameters(model), lambda: detach_experts(model)
 
 

@@ -3,7 +3,7 @@
     y = W0 x + sum_{i in topk(x)} w_i * scale_i * B[:, i] * (A[i, :] @ x)
 
 computed for all M experts at once: one matmul into the stacked A, a gate, one matmul out of the
-stacked B that adds onto W0 x (addmm). No loop over experts and no host sync in forward; `top_k` is
+stacked B, added onto W0 x. No loop over experts and no host sync in forward; `top_k` is
 a plain int attribute, so quotas change between rounds without rebuilding anything.
 """
 
@@ -59,10 +59,9 @@ class RoutedLinear(nn.Module):
         mixed = self._mixed(x)  # (..., M)
         if self.track_importance:
             self._measure(y, self._update_norm(mixed))
-        # y + m B^T in one call: no (..., d_out) temporary for the update and no separate add over it
-        # (`.to` is a no-op unless a quantised base layer returns another dtype than its input's)
-        mixed, scaled_B = mixed.to(y.dtype), self.scaled_B.to(y.dtype)
-        return torch.addmm(y.reshape(-1, y.shape[-1]), mixed.reshape(-1, self.num_experts), scaled_B.T).view_as(y)
+        # (`.to` is a no-op unless a quantised base layer returns another dtype than its input's; one addmm
+        # instead of the add measured no faster and no smaller in bench/train_step.py, so the plain form stays)
+        return y + F.linear(mixed.to(y.dtype), self.scaled_B.to(y.dtype))  # (..., d_out)
 
     def _mixed(self, x: torch.Tensor) -> torch.Tensor:
         z = F.linear(x, self.A)  # (..., M)   every expert's A[i] @ x in one matmul
