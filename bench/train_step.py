@@ -6,7 +6,9 @@ Variants (batch 4 x 256 tokens, the same random tokens for all):
   smartfed-KIND   routed experts (pool of 4 modules of rank 8, M_j = 32, top-2), each router kind
   naive-loop      the same routed layer written as a Python loop over the 32 experts (linear router)
 
-Time: all variants in one process, interleaved over rounds; median and fastest step (the machine is
+FLOPs: the matmuls of one train step (torch's FlopCounterMode over the first warm-up step), the floor a
+variant's time ratio can reach when every matmul runs as efficiently as the bare model's. Time: all
+variants in one process, interleaved over rounds; median and fastest step (the machine is
 shared, so the fastest step is the best estimate of the intrinsic cost, the median of what a user sees). Memory: each variant in a
 fresh process; peak RSS during the steps (VmHWM, reset after set-up) minus RSS before them. glibc's
 dynamic mmap threshold otherwise keeps freed activation buffers in a fragmented heap (the naive loop
@@ -27,6 +29,7 @@ from pathlib import Path
 
 import torch
 from peft import LoraConfig, get_peft_model
+from torch.utils.flop_counter import FlopCounterMode
 
 from smartfed import ExpertPool, attach_experts, detach_experts, router_parameters
 from smartfed.experts import RoutedLinear, routed_layers
@@ -102,14 +105,18 @@ def _sync(model) -> None:
         torch.cuda.synchronize()  # a sync point, for timing only
 
 
-def time_variants(variants: list[str], rounds: int, steps: int) -> dict[str, float]:
+def time_variants(variants: list[str], rounds: int, steps: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Seconds per step for each variant, and the matmul FLOPs of one step (counted in the first warm-up)."""
     model, pool, ids = load()
     times: dict[str, list[float]] = {v: [] for v in variants}
+    flops: dict[str, int] = {}
     for r in range(rounds):
         for variant in variants:
             m, params, teardown = setup(variant, model, pool)
             optimizer = torch.optim.AdamW(params, lr=1e-3) if params else None
-            train_step(m, params, optimizer, ids)  # warm-up
+            with FlopCounterMode(display=False) as counter:  # warm-up, untimed
+                train_step(m, params, optimizer, ids)
+            flops.setdefault(variant, counter.get_total_flops())
             for _ in range(1 if variant == "naive-loop" else steps):
                 _sync(model)
                 start = time.perf_counter()
@@ -118,7 +125,7 @@ def time_variants(variants: list[str], rounds: int, steps: int) -> dict[str, flo
                 times[variant].append(time.perf_counter() - start)
             teardown()
             print(f"round {r + 1}/{rounds} {variant:20s} {statistics.median(times[variant][-steps:]):.3f} s/step", file=sys.stderr)
-    return times
+    return times, flops
 
 
 def _status_kb(field: str) -> int:
@@ -173,19 +180,20 @@ def main() -> None:
                              check=True, capture_output=True, text=True, env=os.environ)
         peaks[variant] = json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
         print(f"memory {variant:20s} {peaks[variant]:.0f} MB", file=sys.stderr)
-    samples = time_variants(variants, args.rounds, args.steps)
+    samples, flops = time_variants(variants, args.rounds, args.steps)
     times = {v: statistics.median(t) for v, t in samples.items()}
     fastest = {v: min(t) for v, t in samples.items()}
 
     print(f"Train step, SmolLM2-135M {args.dtype} on {args.device}, batch {BATCH} x {SEQ} tokens, pool {MODULES} x r{RANK} on 7 linear types "
           f"(M_j={MODULES * RANK}, top-{TOP_K}), torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"{args.rounds} rounds x {args.steps} steps, interleaved\n")
-    print("| variant | median s/step | vs bare | vs LoRA r8 | fastest s/step | vs bare | vs LoRA r8 | peak step memory (MB) | vs LoRA r8 |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| variant | median s/step | vs bare | vs LoRA r8 | fastest s/step | vs bare | vs LoRA r8 | peak step memory (MB) | vs LoRA r8 "
+          "| matmul GFLOP/step | vs bare |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for v in variants:
         print(f"| {v} | {times[v]:.2f} | {times[v] / times['bare']:.2f}x | {times[v] / times['lora-r8']:.2f}x "
               f"| {fastest[v]:.2f} | {fastest[v] / fastest['bare']:.2f}x | {fastest[v] / fastest['lora-r8']:.2f}x "
-              f"| {peaks[v]:.0f} | {peaks[v] / peaks['lora-r8']:.2f}x |")
+              f"| {peaks[v]:.0f} | {peaks[v] / peaks['lora-r8']:.2f}x | {flops[v] / 1e9:.0f} | {flops[v] / flops['bare']:.2f}x |")
 
 
 if __name__ == "__main__":
