@@ -14,6 +14,7 @@ from smartfed.data import DataError
 from smartfed.data.partition import partition
 from smartfed.errors import AdapterError
 from smartfed.fed.simulation import run_simulation
+from smartfed.io import shown_path
 from smartfed.pool import ExpertPool, read_adapter
 from smartfed.pool.resolve import resolve_pool_file
 
@@ -129,6 +130,18 @@ def test_run_files_get_the_umask_mode_and_the_pool_hash(small_run):
     for name in ("config.toml", "metrics.jsonl", "summary.json", "checkpoints/round-0001.safetensors"):
         assert stat.S_IMODE((config.run_dir / name).stat().st_mode) == 0o644, name
     assert "# adapters_sha256 = " in (config.run_dir / "config.toml").read_text()
+
+
+def test_shown_paths_leave_out_this_machines_home_and_working_folder(tmp_path, monkeypatch):
+    home, work = tmp_path / "home", tmp_path / "home" / "repo"
+    work.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    assert shown_path(work / "docs" / "a.md") == "docs/a.md"
+    assert shown_path("docs/a.md") == "docs/a.md"
+    assert shown_path(home / ".cache" / "pool.safetensors") == "~/.cache/pool.safetensors"
+    assert shown_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
+    assert shown_path(home) == str(home)  # the folder itself stays absolute: "~/" alone would read as empty
 
 
 def test_a_top_k_larger_than_any_matrix_is_a_config_error(small_run):

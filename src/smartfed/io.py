@@ -1,6 +1,7 @@
 """Atomic file writes: a reader sees the old file or the new one, never a torn one, even after a power
 cut (the data is fsynced before the rename, the folder after it). Files get the mode the umask gives,
-not the 0600 of a temporary file."""
+not the 0600 of a temporary file. Paths written into files others read are shown without this machine's
+home or working folder (`shown_path`)."""
 
 import os
 import shutil
@@ -63,3 +64,13 @@ def replace_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
     _fsync(out.parent, directory=True)
     if old.exists():
         shutil.rmtree(old)
+
+
+def shown_path(path: str | os.PathLike) -> str:
+    """`path` as a file others read should name it: relative to the working folder when inside it, from
+    `~` when inside the home folder, else absolute."""
+    path = Path(path).absolute()
+    for root, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        if path.is_relative_to(root) and path != root:
+            return prefix + str(path.relative_to(root))
+    return str(path)

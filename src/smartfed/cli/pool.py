@@ -129,7 +129,7 @@ def _run_margins(args) -> None:
 
     from smartfed.data import composition_splits
     from smartfed.eval.module_selection import alone_item_losses
-    from smartfed.io import atomic_write_text
+    from smartfed.io import atomic_write_text, shown_path
     from smartfed.models import load_base_model
     from smartfed.report.stats import interval, paired
 
@@ -154,7 +154,7 @@ def _run_margins(args) -> None:
     head += "".join(f" | {b} - {a}" for a, b in zip(labels, labels[1:])) + " |"
     lines = [f"Teacher-forced loss (nats per answer token) on each skill's dev split; 95% bootstrap intervals over items, "
              f"paired where two columns are compared. Model {args.model}. Pools: "
-             + ", ".join(f"{l} = {d}" for l, d in pools.items()), "", head, "|---" * (head.count("|") - 1) + "|"]
+             + ", ".join(f"{l} = {shown_path(d)}" for l, d in pools.items()), "", head, "|---" * (head.count("|") - 1) + "|"]
     for s, by in cells.items():
         row = [s, str(len(by["base"])), "{:.4f} [{:.4f}, {:.4f}]".format(*interval(*arrays(by["base"])))]
         for l in labels:
@@ -165,7 +165,7 @@ def _run_margins(args) -> None:
     print(table)
     if args.out:
         atomic_write_text(f"{args.out}.md", table)
-        atomic_write_text(f"{args.out}.json", json.dumps({"model": args.model, "pools": {l: str(d) for l, d in pools.items()},
+        atomic_write_text(f"{args.out}.json", json.dumps({"model": args.model, "pools": {l: shown_path(d) for l, d in pools.items()},
                                                           "cells": cells}, indent=1))
 
 

@@ -17,6 +17,7 @@ from safetensors import safe_open
 from smartfed.config import RunConfig
 from smartfed.data import Example, composition_splits, heldout_split
 from smartfed.data.partition import partition
+from smartfed.io import shown_path
 from smartfed.methods import get_method
 from smartfed.models import load_base_model
 from smartfed.pool import ExpertPool
@@ -34,7 +35,7 @@ class ModelSide:
 def _pool_provenance(pool_file: Path) -> dict[str, str]:
     with safe_open(pool_file, framework="pt") as f:
         metadata = f.metadata() or {}
-    return {"pool_file": str(pool_file), "adapters_sha256": metadata.get("adapters_sha256", "unknown (a pool file made elsewhere)"),
+    return {"pool_file": shown_path(pool_file), "adapters_sha256": metadata.get("adapters_sha256", "unknown (a pool file made elsewhere)"),
             "adapter_sources": metadata.get("adapter_sources", "[]")}  # hub sources with the commit each resolved to
 
 
