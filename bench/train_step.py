@@ -114,9 +114,12 @@ def time_variants(variants: list[str], rounds: int, steps: int) -> tuple[dict[st
         for variant in variants:
             m, params, teardown = setup(variant, model, pool)
             optimizer = torch.optim.AdamW(params, lr=1e-3) if params else None
-            with FlopCounterMode(display=False) as counter:  # warm-up, untimed
-                train_step(m, params, optimizer, ids)
-            flops.setdefault(variant, counter.get_total_flops())
+            if r == 0:  # the first warm-up (untimed) also counts the step's FLOPs
+                with FlopCounterMode(display=False) as counter:
+                    train_step(m, params, optimizer, ids)
+                flops[variant] = counter.get_total_flops()
+            else:
+                train_step(m, params, optimizer, ids)  # warm-up
             for _ in range(1 if variant == "naive-loop" else steps):
                 _sync(model)
                 start = time.perf_counter()

@@ -32,8 +32,9 @@ coverage_jobs() {  # COMPOSITION SEED...: Arrow (deterministic) at the first see
     if [[ $seed == 0 ]]; then  # the matched pool's first job builds its module: the other worker runs mismatched jobs meanwhile
       echo "coverage.sh $composition matched --methods arrow --seeds 0"; echo "coverage.sh $composition mismatched --methods arrow --seeds 0"
     fi
-    # the matched pool first: the one where reuse should win
-    for pool in matched mismatched; do for m in "${reuse[@]}"; do echo "coverage.sh $composition $pool --methods $m --seeds $seed"; done; done
+    # the matched pool first (where reuse should win), except while its module builds at the first seed
+    pools=(matched mismatched); [[ $seed == 0 ]] && pools=(mismatched matched)
+    for pool in "${pools[@]}"; do for m in "${reuse[@]}"; do echo "coverage.sh $composition $pool --methods $m --seeds $seed"; done; done
   done
 }
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"

@@ -142,6 +142,11 @@ def test_shown_paths_leave_out_this_machines_home_and_working_folder(tmp_path, m
     assert shown_path(home / ".cache" / "pool.safetensors") == "~/.cache/pool.safetensors"
     assert shown_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
     assert shown_path(home) == str(home)  # the folder itself stays absolute: "~/" alone would read as empty
+    assert shown_path(work / ".." / ".cache" / "p") == "~/.cache/p"  # `..` resolved before the comparison
+    monkeypatch.chdir(tmp_path)  # the working folder above home: the deeper root (home) names the path
+    assert shown_path(home / ".cache" / "p") == "~/.cache/p"
+    monkeypatch.chdir("/")  # `/` is no root: nothing is shown relative to it
+    assert shown_path(tmp_path / "elsewhere") == str(tmp_path / "elsewhere")
 
 
 def test_a_top_k_larger_than_any_matrix_is_a_config_error(small_run):

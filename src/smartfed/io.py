@@ -67,10 +67,19 @@ def replace_folder(tmp: str | os.PathLike, out: str | os.PathLike) -> None:
 
 
 def shown_path(path: str | os.PathLike) -> str:
-    """`path` as a file others read should name it: relative to the working folder when inside it, from
-    `~` when inside the home folder, else absolute."""
-    path = Path(path).absolute()
-    for root, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
-        if path.is_relative_to(root) and path != root:
+    """`path` as a file others read should name it: from the working folder when inside it, from `~`
+    when inside the home folder (the deeper of the two wins; `/` is never a root), else absolute."""
+    path = Path(os.path.abspath(path))  # absolute, `..` resolved
+    roots = []
+    try:
+        roots.append((Path.cwd(), ""))
+    except OSError:  # the working folder was removed
+        pass
+    try:
+        roots.append((Path.home(), "~/"))
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry
+        pass
+    for root, prefix in sorted(roots, key=lambda r: len(r[0].parts), reverse=True):
+        if len(root.parts) > 1 and path != root and path.is_relative_to(root):
             return prefix + str(path.relative_to(root))
     return str(path)

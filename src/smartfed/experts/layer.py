@@ -41,7 +41,7 @@ class RoutedLinear(nn.Module):
         self.num_experts = experts.num_experts
         self.top_k = top_k
         # Compute only the k kept experts per token (gathering their A rows and B columns) where the router
-        # needs no expert activations; worth it when k is much smaller than M (bench/train_step.py measures it).
+        # needs no expert activations; worth it when k is much smaller than M (bench/sparse_crossover.py measures it).
         self.sparse = sparse and not router.reads_activations
         # EEQA importance (smartfed.quota.importance): a running sum, read once per local training.
         self.track_importance = False
