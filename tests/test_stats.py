@@ -77,6 +77,25 @@ def test_the_eeqa_ablation_pairs_each_setting_with_its_fixed_top_k_twin():
     (row,) = [line for line in table.splitlines() if line.startswith("| smartfed-seed0 - smartfed-topk-seed0 |")]
     assert "| 2 | -0.2500 [" in row and "| +50.0 [" in row
     assert "fedit" not in table and eeqa_table(eeqa + fedit) is None  # no fixed top-k twin: no table
+    (row,) = [line for line in eeqa_table(eeqa + fixed[:1]).splitlines() if line.startswith("| smartfed-seed0 -")]
+    # seed 0 only: EEQA (1+2)/4 = 0.75, fixed (2+2)/4 = 1.0: -0.25, named as seed 0's; the seeds column counts the pairs
+    assert "| 1 | -0.2500 [" in row and row.count("(seed 0 only) |") == 2
+
+
+def test_settings_with_other_seeds_than_fedit_are_paired_on_the_seeds_both_ran():
+    fedit = [run(f"fedit-seed{s}", "fedit", s, [(2.0 + s, 2), (4.0, 2)], [1.0, 0.0]) for s in (0, 1)]
+    smart = [run(f"smartfed-seed{s}", "smartfed", s, [(1.0 + s, 2), (2.0, 2)], [1.0, 1.0]) for s in (1, 2)]
+    lone = run("ffa-lora-seed3", "ffa-lora", 3, [(1.0, 2), (1.0, 2)], [1.0, 1.0])
+    table = statistics_table(fedit + smart + [lone])
+    row = next(line for line in table.splitlines() if line.startswith("| smartfed-seed1 |"))
+    # by hand, seed 1 only: SmartFed (2+2)/4 = 1.0, FedIT (3+4)/4 = 1.75: -0.75; scores 100% against 50%: +50
+    # the setting's own mean stays over both its seeds: (2+2+3+2)/8 = 1.125
+    assert "| 2 | 1.1250 [" in row and "| -0.7500 [" in row and "| +50.0 [" in row
+    assert row.count("(seed 1 only) |") == 2
+    lone_row = next(line for line in table.splitlines() if line.startswith("| ffa-lora-seed3 |"))
+    assert lone_row.count("| - |") == 2  # no seed in common with FedIT: nothing to pair
+    same = statistics_table(fedit + [run(f"smartfed-seed{s}", "smartfed", s, [(1.0, 2), (2.0, 2)], [1.0, 1.0]) for s in (0, 1)])
+    assert "only)" not in same  # the same seeds on both sides: no note
 
 
 def test_a_training_free_run_is_paired_with_every_seed_of_fedit():

@@ -1,6 +1,7 @@
 """The statistics table: per setting (runs that differ only in name and seed), the mean over seeds and
 items with a 95% bootstrap interval, and a paired comparison with the reference method (FedIT) on the
-same seeds and items (report/stats.py)."""
+seeds both ran and the same items (report/stats.py); a comparison on fewer seeds than either side ran
+names the seeds it used."""
 
 import numpy as np
 
@@ -31,16 +32,36 @@ def _ci(cells, scale: float = 1.0, spec: str = ".4f") -> str:
     return f"{scale * estimate:{spec}} [{scale * low:{spec}}, {scale * high:{spec}}]"
 
 
-def _versus(cells, reference_cells, same_seeds: bool, scale: float = 1.0, spec: str = "+.4f") -> str:
-    if cells is None or reference_cells is None or not same_seeds or cells[0].shape != reference_cells[0].shape:
+def _versus(cells, reference_cells, scale: float = 1.0, spec: str = "+.4f", note: str = "") -> str:
+    if cells is None or reference_cells is None or cells[0].shape != reference_cells[0].shape:
         return "-"
     estimate, low, high, p = paired(cells, reference_cells)
-    return f"{scale * estimate:{spec}} [{scale * low:{spec}}, {scale * high:{spec}}], p={p:.3f}"
+    return f"{scale * estimate:{spec}} [{scale * low:{spec}}, {scale * high:{spec}}], p={p:.3f}{note}"
+
+
+def on_shared_seeds(runs: list[RunResult], other: list[RunResult]) -> tuple[list[RunResult], list[RunResult], str]:
+    """Both sides' runs on the seeds both ran, and a note naming those seeds when either side ran more
+    ("" when they ran the same seeds; both lists empty when they share none)."""
+    shared = sorted({r.config.run.seed for r in runs} & {r.config.run.seed for r in other})
+    mine, theirs = ([r for r in side if r.config.run.seed in shared] for side in (runs, other))
+    partial = len(mine) < len(runs) or len(theirs) < len(other)
+    return mine, theirs, f" (seed{'s' * (len(shared) > 1)} {', '.join(map(str, shared))} only)" if partial and shared else ""
 
 
 def _repeated(cells, times: int):
     """(values, weights) with every seed row repeated `times` times (a deterministic run at each reference seed)."""
     return cells if cells is None or times == 1 else tuple(np.repeat(a, times, axis=0) for a in cells)
+
+
+def _pairing(runs: list[RunResult], reference: list[RunResult] | None) -> tuple[list, list, str, int]:
+    """What to pair with the reference: (the setting's runs, the reference's, the seeds note, how many times
+    the setting's rows repeat). A training-free method's one run is what it gives at every seed: paired
+    with each of the reference's seeds."""
+    if reference is None:
+        return [], [], "", 1
+    if len(runs) == 1 and not runs[0].method.trains_anything:
+        return runs, reference, "", len(reference)
+    return *on_shared_seeds(runs, reference), 1
 
 
 def statistics_table(results: list[RunResult]) -> str | None:
@@ -57,17 +78,12 @@ def statistics_table(results: list[RunResult]) -> str | None:
         c = runs[0].config  # the reference: FedIT on the same composition and data fraction
         reference = next((ref for ref in references if (ref[0].config.data.composition, ref[0].config.data.fraction)
                           == (c.data.composition, c.data.fraction)), None)
-        same = reference is not None and [r.config.run.seed for r in runs] == [r.config.run.seed for r in reference]
-        # a training-free method's one run is what it gives at every seed: paired with each of the reference's seeds
-        stands_for_all = reference is not None and len(runs) == 1 and not runs[0].method.trains_anything
-        repeat = len(reference) if stands_for_all and not same else 1
-        loss = loss_cells(runs)
-        cells = [label, str(len(runs)), _ci(loss),
-                 _versus(_repeated(loss, repeat), loss_cells(reference) if reference else None, same or stands_for_all)]
+        mine, theirs, note, repeat = _pairing(runs, reference)
+        cells = [label, str(len(runs)), _ci(loss_cells(runs)),
+                 _versus(_repeated(loss_cells(mine), repeat), loss_cells(theirs), note=note)]  # no shared seed: "-"
         for suite in suites:
-            score = _score_cells(runs, suite)
-            cells += [_ci(score, 100, ".1f"), _versus(_repeated(score, repeat), _score_cells(reference, suite) if reference else None,
-                                                      same or stands_for_all, 100, "+.1f")]
+            cells += [_ci(_score_cells(runs, suite), 100, ".1f"),
+                      _versus(_repeated(_score_cells(mine, suite), repeat), _score_cells(theirs, suite), 100, "+.1f", note)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -78,7 +94,7 @@ def _without(runs: list[RunResult], *keys: str) -> list:
 
 def eeqa_table(results: list[RunResult]) -> str | None:
     """The EEQA ablation: each setting with elastic quotas against the one that differs only in a fixed top-k
-    (eeqa.enabled = false), paired on the same seeds and items; None when no such pair ran."""
+    (eeqa.enabled = false), paired on the seeds both ran and the same items; None when no such pair ran."""
     groups = settings(results)
     suites = list(dict.fromkeys(s for r in results for s in r.score_items))
     rows = []
@@ -90,9 +106,11 @@ def eeqa_table(results: list[RunResult]) -> str | None:
         if fixed is None:
             continue
         name, other = fixed
-        same = [r.config.run.seed for r in runs] == [r.config.run.seed for r in other]
-        cells = [f"{label} - {name}", str(len(runs)), _versus(loss_cells(runs), loss_cells(other), same)]
-        cells += [_versus(_score_cells(runs, suite), _score_cells(other, suite), same, 100, "+.1f") for suite in suites]
+        mine, theirs, note = on_shared_seeds(runs, other)
+        if not mine:  # no seed in common
+            continue
+        cells = [f"{label} - {name}", str(len(mine)), _versus(loss_cells(mine), loss_cells(theirs), note=note)]
+        cells += [_versus(_score_cells(mine, suite), _score_cells(theirs, suite), 100, "+.1f", note) for suite in suites]
         rows.append("| " + " | ".join(cells) + " |")
     if not rows:
         return None

@@ -27,11 +27,12 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     stats = statistics_table(results)
     if stats:
         text += ("\nMean over seeds and items with a 95% bootstrap interval (seeds and items resampled together), and the "
-                 "paired difference with FedIT on the same seeds and items:\n\n" + stats + "\n")
+                 "paired difference with FedIT on the seeds both ran and the same items (the seeds are named where either side "
+                 "ran more):\n\n" + stats + "\n")
     ablation = eeqa_table(results)
     if ablation:
-        text += ("\nThe EEQA ablation: elastic quotas minus a fixed top-k with everything else the same, paired on the same "
-                 "seeds and items (negative loss: EEQA better):\n\n" + ablation + "\n")
+        text += ("\nThe EEQA ablation: elastic quotas minus a fixed top-k with everything else the same, paired on the seeds "
+                 "both ran and the same items (negative loss: EEQA better):\n\n" + ablation + "\n")
     claims = claims_table(results)
     if claims:
         text += ("\nThe paper's headline figures against these runs (`smartfed` and `fedit` on the same seeds; the rules are in "
