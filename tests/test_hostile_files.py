@@ -16,7 +16,7 @@ from smartfed.errors import AdapterError
 from smartfed.fed.simulation import run_simulation
 from smartfed.io import shown_path
 from smartfed.pool import ExpertPool, read_adapter
-from smartfed.pool.resolve import resolve_pool_file
+from smartfed.pool.resolve import default_pool_dir, resolve_pool_file
 
 
 @pytest.fixture
@@ -34,8 +34,7 @@ def _edit_config(folder, **changes):
 def test_the_pool_cache_follows_content_not_folder_names(adapter, tmp_path):
     base, folder = adapter
     first = resolve_pool_file((str(folder),), "tiny", base)
-    from smartfed.pool.resolve import default_pool_dir  # the cache, never beside the adapters (a package's shipped folder)
-
+    # the cache, never beside the adapters (a package's shipped folder)
     assert first.parent == default_pool_dir("tiny") and not list(folder.parent.glob("pool-*"))
     other = make_adapter(base, tmp_path / "b" / "m1", 1, r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"])  # same name
     assert resolve_pool_file((str(other),), "tiny", base).name != first.name
