@@ -361,3 +361,37 @@ def test_a_nan_loss_is_written_and_read_back_as_nan(tmp_path):
 
     back = RoundRecord.model_validate_json(RoundRecord(round=1, heldout_loss=float("nan")).to_json())
     assert back.heldout_loss != back.heldout_loss
+
+
+def test_one_process_writes_a_run_folder_at_a_time(fed_config):
+    """A second writer (another sweep worker, a resume of a live run) is refused or skipped, and the folder
+    it would have written is left as the first writer has it; the lock goes with the process that held it."""
+    import subprocess
+    import sys
+
+    from smartfed.compare import run_comparison
+    from smartfed.errors import RunBusy
+
+    config = make_config(fed_config, {"run.name": "held", "federation.rounds": 1})
+    folder = config.run_dir
+    folder.mkdir(parents=True)
+    (folder / "metrics.jsonl").write_text("")  # what a run killed in round 0 leaves: compare would clear it
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from smartfed.fed.run_folder import RunFolder\n"
+                               f"with RunFolder({str(folder)!r}).writing():\n print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        with pytest.raises(RunBusy, match=f"{folder}: another process is writing this run folder"):
+            run_simulation(config, log=lambda *_: None)
+        logs = []
+        assert run_comparison([config], log=logs.append) == [folder]
+        assert logs == [f"{folder}: another process is writing this run folder; expected it free (wait for that run, "
+                        f"or stop it): skipped here"]
+        assert sorted(p.name for p in folder.iterdir()) == ["metrics.jsonl"]  # untouched
+    finally:
+        holder.kill()
+        holder.wait()
+    run_comparison([config], log=lambda *_: None)  # the holder is gone, and so is its lock
+    assert json.loads((folder / "summary.json").read_text())["rounds"] == 1
+    with RunFolder(folder).writing(), RunFolder(folder).writing():  # re-entrant in one process
+        pass

@@ -10,7 +10,7 @@ import shutil
 from pathlib import Path
 
 from smartfed.config import RouterSection, RunConfig, load_config
-from smartfed.errors import ConfigError
+from smartfed.errors import ConfigError, RunBusy
 from smartfed.fed.run_folder import CHECKPOINTS, METRICS, SUMMARY, RunFolder
 from smartfed.fed.simulation import run_simulation
 from smartfed.methods import get_method
@@ -115,16 +115,25 @@ def run_comparison(configs: list[RunConfig], log=print) -> list[Path]:
     """Run every config not finished yet; return the run folders in order. A finished run whose evaluation
     settings changed (e.g. eval.max_new_tokens) resumes from its last checkpoint and is scored again."""
     for config in configs:
-        folder = config.run_dir
-        changed = _changed_settings(config) if (folder / "config.toml").is_file() else []
-        if (folder / SUMMARY).is_file() and not changed:
-            log(f"{folder}: finished earlier, kept")
-            continue
-        resume = (folder / CHECKPOINTS).is_dir()
-        if (folder / METRICS).exists() and not resume:
-            shutil.rmtree(folder)  # killed before its first checkpoint
-        log(f"== {config.run.name}: method {config.run.method} ({get_method(config.run.method).trains(config)}), "
-            f"data fraction {config.data.fraction:g}" + (f" (resuming; changed: {', '.join(changed)})" if changed else
-                                                        " (resuming)" if resume else ""))
-        run_simulation(config, resume=resume, log=log)
+        try:
+            with RunFolder(config.run_dir).writing():
+                _run_one(config, log)
+        except RunBusy as err:  # another worker of the sweep runs it
+            log(f"{err}: skipped here")
     return [c.run_dir for c in configs]
+
+
+def _run_one(config: RunConfig, log) -> None:
+    folder = config.run_dir
+    changed = _changed_settings(config) if (folder / "config.toml").is_file() else []
+    if (folder / SUMMARY).is_file() and not changed:
+        log(f"{folder}: finished earlier, kept")
+        return
+    resume = (folder / CHECKPOINTS).is_dir()
+    if (folder / METRICS).exists() and not resume:
+        for entry in folder.iterdir():  # killed before its first checkpoint: start afresh (the folder stays: it is held)
+            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+    log(f"== {config.run.name}: method {config.run.method} ({get_method(config.run.method).trains(config)}), "
+        f"data fraction {config.data.fraction:g}" + (f" (resuming; changed: {', '.join(changed)})" if changed else
+                                                    " (resuming)" if resume else ""))
+    run_simulation(config, resume=resume, log=log)

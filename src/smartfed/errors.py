@@ -23,3 +23,7 @@ class ConfigError(SmartFedError):
 
 class RunFailed(SmartFedError):
     """Too few client updates were accepted in a round to go on."""
+
+
+class RunBusy(SmartFedError):
+    """Another process is writing the run folder (a second sweep worker, a resume of a live run)."""

@@ -28,7 +28,13 @@ Population = SharedModel | FoldingModel | OwnModels
 
 def run_federation(config: RunConfig, side: ModelSide, heldout: list, exchange: Exchange, resume: bool = False, log=print):
     """Run (or resume) the rounds of `config`; return the Summary written to the run folder."""
-    method, run = get_method(config.run.method), RunFolder(config.run_dir)
+    run = RunFolder(config.run_dir)
+    with run.writing():  # RunBusy if another process writes this folder
+        return _run_rounds(config, side, heldout, exchange, run, resume, log)
+
+
+def _run_rounds(config: RunConfig, side: ModelSide, heldout: list, exchange: Exchange, run: RunFolder, resume: bool, log):
+    method = get_method(config.run.method)
     population, start = _start(config, method, side, heldout, run, resume, log)
     last = config.federation.rounds if method.trains_anything else 0  # a training-free method is its round 0
     for round_ in range(start + 1, last + 1):

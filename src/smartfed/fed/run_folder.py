@@ -3,9 +3,15 @@
 Order within a round: the metrics line is written before the round's checkpoint. A run killed in
 between resumes from the previous checkpoint and the orphan metrics line is dropped, so the folder
 never holds a torn file or a line for a round that has no checkpoint.
+
+One process writes a run folder at a time (`RunFolder.writing`): a second one, e.g. another sweep
+worker or a `--resume` of a run still going, gets RunBusy instead of interleaving its rounds.
 """
 
+import fcntl
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -14,7 +20,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from smartfed.config import RunConfig, load_config, migrate_flat, provenance, read_toml
-from smartfed.errors import ConfigError, SmartFedError
+from smartfed.errors import ConfigError, RunBusy, SmartFedError
 from smartfed.fed.records import RoundRecord, Summary
 from smartfed.io import atomic_path, atomic_write_text
 
@@ -24,9 +30,42 @@ RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.ever
                   "eval.max_new_tokens")
 
 
+_HELD: dict[Path, int] = {}  # run folders this process writes -> how many `writing` blocks hold each
+
+
 class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    @contextmanager
+    def writing(self):
+        """Hold the folder for this process (it is created if missing); RunBusy if another process holds it.
+        An exclusive flock on the folder itself: the kernel drops it when the process ends, however it ends,
+        so a killed run leaves no stale lock, and no lock file lands in a committed run folder. Re-entrant
+        within the process (a sweep holds the folder, then runs it)."""
+        key = self.path.resolve()
+        if _HELD.get(key):
+            _HELD[key] += 1
+            try:
+                yield
+            finally:
+                _HELD[key] -= 1
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunBusy(f"{self.path}: another process is writing this run folder; expected it free "
+                              f"(wait for that run, or stop it)") from None
+            _HELD[key] = 1
+            try:
+                yield
+            finally:
+                del _HELD[key]
+        finally:
+            os.close(fd)  # drops the lock
 
     def create(self, config: RunConfig, notes: dict[str, str] | None = None) -> None:
         """Start the folder: config.toml with provenance (and `notes`, e.g. the pool's content hash) as comments."""
