@@ -4,9 +4,10 @@
 #
 #   experiments/all.sh [WORKERS]        # default 2; stop it any time (kill the process group), rerun to go on
 #
-# The queue, composition by composition (zh+math, math+code, zh+code): every method and pool at seed 0 (the
-# comparison, then the coverage pools), then seeds 1 and 2 of each; last the data-fraction sweep. A finished run is skipped, a stopped one
-# resumes at its last round. Running time on 2 CPU cores: see the README's "Budget".
+# The queue: zh+math's comparison (every method at seed 0, the coverage pools at seed 0, every method at seeds 1
+# and 2), then the data-fraction sweep (the paper's 10% claim, on zh+math), then zh+math's coverage pools at
+# seeds 1 and 2; then math+code and zh+code the same way. A finished run is skipped, a stopped one resumes at its
+# last round, a run another process is writing is passed over. Running time on 2 CPU cores: see the README's "Budget".
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 workers="${1:-2}"
@@ -20,9 +21,12 @@ queue() {
     for m in "${main[@]}"; do echo "$composition.sh --methods $m --seeds 0"; done
     coverage_jobs "$composition" 0  # the first seed of every pool before more seeds of any
     for seed in 1 2; do for m in "${main[@]}"; do echo "$composition.sh --methods $m --seeds $seed"; done; done
+    [[ $composition == zh+math ]] && data_fraction_jobs
     coverage_jobs "$composition" 1 2
   done
-  for seed in 0 1 2; do  # the claim: SmartFed on 10% of the data against FedIT on all of it
+}
+data_fraction_jobs() {  # the claim: SmartFed on 10% of the data against FedIT on all of it
+  for seed in 0 1 2; do
     echo "data-fraction.sh --methods smartfed --fractions 0.1 --seeds $seed"; echo "data-fraction.sh --methods fedit --fractions 1 --seeds $seed"
   done
 }
