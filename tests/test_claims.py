@@ -22,7 +22,7 @@ def _named(base, seed):
 
 
 def verdicts(results):
-    return {claim: (verdict, evidence) for claim, verdict, evidence in composition_claims(results, "zh+math")}
+    return {claim: (verdict, evidence) for claim, _, verdict, evidence in composition_claims(results, "zh+math")}
 
 
 def test_every_claim_holds_where_the_runs_are_far_better_than_claimed():
@@ -60,13 +60,32 @@ def test_claims_fail_or_stay_open_where_the_evidence_says_so():
     assert got["10% data beats FedIT on all"] == ("does not hold", "held-out loss +0.5000 [+0.5000, +0.5000], 2 seeds")
 
 
-def test_the_table_needs_smartfed_and_fedit_on_common_seeds():
+def test_the_table_has_the_claims_the_runs_can_decide():
     fedit = run("fedit", "fedit", 0, [3.0, 1.0])
     assert claims_table([fedit]) is None
-    assert claims_table([fedit, run("smartfed-seed1", "smartfed", 1, [3.0, 1.0])]) is None
+    assert claims_table([fedit, run("smartfed-seed1", "smartfed", 1, [3.0, 1.0])]) is None  # no common seed
     table = claims_table([fedit, run("smartfed", "smartfed", 0, [3.0, 1.0])])
-    assert "| zh+math | 1 | 10% data beats FedIT on all | **cannot tell** | no `smartfed-frac0.1` run on FedIT's seeds |" in table
     assert "| zh+math | 1 | +10.21 pp accuracy | **cannot tell** | no benchmark scores on the same seeds and items |" in table
+    assert "10% data" not in table  # no `smartfed-frac0.1` run: its sweep's report has the row
+
+
+def test_the_10_percent_claim_pairs_fedit_on_all_the_data_at_the_same_scale():
+    """The data-fraction sweep trains more (3 clients x 2 steps) than the comparison: its `fedit` is the
+    10% runs' reference, and the comparison's `fedit` (same name, seed and fraction) is not, nor the other way round."""
+    comparison_fedit = run("fedit", "fedit", 0, [3.0, 2.0, 1.0], items=[(4.0, 2), (4.0, 2)])  # 2.0 a token
+    smart = run("smartfed", "smartfed", 0, [3.0, 1.0, 0.9], items=[(3.0, 2), (3.0, 2)])  # 1.5
+    sweep_fedit = run("fedit", "fedit", 0, [3.0, 1.0, 0.5], items=[(1.0, 2), (1.0, 2)])  # 0.5
+    small = run("smartfed-frac0.1", "smartfed", 0, [3.0, 1.0], items=[(2.0, 2), (2.0, 2)], fraction=0.1)  # 1.0
+    sweep_fedit, small = (RunResult(r.name, r.config.with_values({"federation.clients_per_round": 3, "training.local_steps": 2}),
+                                    r.metrics, r.summary, {}) for r in (sweep_fedit, small))
+    for order in ([comparison_fedit, smart, sweep_fedit, small], [sweep_fedit, small, comparison_fedit, smart]):
+        rows = {claim: (seeds, verdict, evidence) for claim, seeds, verdict, evidence in composition_claims(order, "zh+math")}
+        # 10% against the sweep's FedIT: 1.0 - 0.5 (against the comparison's it would be 1.0 - 2.0, and hold)
+        assert rows["10% data beats FedIT on all"] == (1, "does not hold", "held-out loss +0.5000 [+0.5000, +0.5000], 1 seed")
+        # the comparison's SmartFed reaches its FedIT's final 1.0 in round 1, FedIT in round 2 (the sweep's 0.5: never)
+        assert rows["3.95x faster convergence"] == (1, "does not hold", "FedIT rounds / rounds per seed: 2.00x")
+    assert claims_table([sweep_fedit, small]).splitlines()[2:] == [
+        "| zh+math | 1 | 10% data beats FedIT on all | **does not hold** | held-out loss +0.5000 [+0.5000, +0.5000], 1 seed |"]
 
 
 def test_convergence_cannot_be_told_from_runs_not_evaluated_every_round():

@@ -10,23 +10,41 @@ on the same seeds (runs named NAME-seedS are NAME's seeds):
 - convergence 3.95x, communication ~31x, energy ~3.6x: FedIT's / SmartFed's per seed (rounds to FedIT's
   final loss on the curve's items, bytes sent and received, joules). Holds: every seed reaches 3/4 of the claim; does not
   hold: no seed does; cannot tell: some do (convergence also when a run was not evaluated every round).
-- 10% data beats FedIT on all of it: `smartfed-frac0.1` against `fedit`, the paired interval of the
-  mean score (of the held-out loss where no suite was scored). Holds: the interval is on SmartFed's
-  side of 0; does not hold: on FedIT's side; cannot tell: it holds 0.
+- 10% data beats FedIT on all of it: `smartfed-frac0.1` against `fedit` on all the data at the same scale
+  (the data-fraction sweep trains more than the comparison), the paired interval of the mean score (of the
+  held-out loss where no suite was scored). Holds: the interval is on SmartFed's side of 0; does not hold:
+  on FedIT's side; cannot tell: it holds 0.
+
+A claim the runs cannot decide (no such pair on common seeds) has no row: the comparison's report has the
+four ratios, the data-fraction sweep's report the 10% claim.
 """
 
 import numpy as np
 
 from smartfed.report.runs import RunResult, base_name
-from smartfed.report.statistics import loss_cells
+from smartfed.report.statistics import loss_cells, on_shared_seeds
 from smartfed.report.stats import paired
 
 ACCURACY_PP, CONVERGENCE, COMMUNICATION, ENERGY = 10.21, 3.95, 31.0, 3.6
 NEAR = 0.75  # a ratio claim holds for a seed at 3/4 of the claimed ratio or more
 
 
-def _seeds(results: list[RunResult], composition: str, name: str) -> dict[int, RunResult]:
-    return {r.config.run.seed: r for r in results if r.config.data.composition == composition and base_name(r) == name}
+_SCALE = ("model", "data", "federation", "training")  # config sections two compared runs share
+
+
+def _scale(result: RunResult) -> list:
+    """What a run is compared at: its model, data (but the fraction), federation and training (but the learning
+    rate, tuned per method). Evaluation may differ (the pairing needs the same items, and says so if not)."""
+    return sorted(((k, v) for k, v in result.config.flat().items()
+                   if k.split(".")[0] in _SCALE and k not in ("data.fraction", "training.lr")), key=str)
+
+
+def _runs(results: list[RunResult], composition: str, name: str, like: RunResult | None = None) -> list[RunResult]:
+    """The runs `name` and `name`-seedS on `composition`, one per seed, by seed; with `like`, only runs at its scale
+    (a FedIT run of the data-fraction sweep is not the reference of the comparison's SmartFed, nor the other way round)."""
+    by_seed = {r.config.run.seed: r for r in results if r.config.data.composition == composition and base_name(r) == name
+               and (like is None or _scale(r) == _scale(like))}
+    return [by_seed[seed] for seed in sorted(by_seed)]
 
 
 def _score_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -72,46 +90,45 @@ def convergence_claim(smart: list[RunResult], fedit: list[RunResult]) -> tuple[s
 
 
 def data_claim(small: list[RunResult], fedit: list[RunResult]) -> tuple[str, str]:
-    if not small:
-        return "cannot tell", "no `smartfed-frac0.1` run on FedIT's seeds"
     diff = _paired(small, fedit, _score_cells)
     if diff is not None:
         estimate, low, high = (100 * v for v in diff)
-        better, worse, shown = low > 0, high < 0, f"score {estimate:+.1f} pp [{low:+.1f}, {high:+.1f}], {len(small)} seeds"
+        better, worse, shown = low > 0, high < 0, f"score {estimate:+.1f} pp [{low:+.1f}, {high:+.1f}], {len(small)} seed{'s' * (len(small) > 1)}"
     else:
         diff = _paired(small, fedit, loss_cells)
         if diff is None:
             return "cannot tell", "no scores or held-out losses on the same seeds and items"
         estimate, low, high = diff
-        better, worse, shown = high < 0, low > 0, f"held-out loss {estimate:+.4f} [{low:+.4f}, {high:+.4f}], {len(small)} seeds"
+        better, worse, shown = high < 0, low > 0, f"held-out loss {estimate:+.4f} [{low:+.4f}, {high:+.4f}], {len(small)} seed{'s' * (len(small) > 1)}"
     return ("holds" if better else "does not hold" if worse else "cannot tell"), shown
 
 
-def composition_claims(results: list[RunResult], composition: str) -> list[tuple[str, str, str]]:
-    """(claim, verdict, evidence) rows for one composition; none without `smartfed` and `fedit` runs on common seeds."""
-    smart_by, fedit_by = _seeds(results, composition, "smartfed"), _seeds(results, composition, "fedit")
-    seeds = sorted(smart_by.keys() & fedit_by.keys())
-    if not seeds:
-        return []
-    smart, fedit = [smart_by[s] for s in seeds], [fedit_by[s] for s in seeds]
-    small_by = _seeds(results, composition, "smartfed-frac0.1")
-    small_seeds = sorted(small_by.keys() & fedit_by.keys())
-    bytes_ratios = [f.bytes_total / s.bytes_total if s.bytes_total else None for s, f in zip(smart, fedit)]
-    energy_ratios = [f.energy_j / s.energy_j if s.energy_j else None for s, f in zip(smart, fedit)]
-    return [
-        ("+10.21 pp accuracy", *accuracy_claim(smart, fedit)),
-        ("3.95x faster convergence", *convergence_claim(smart, fedit)),
-        ("~31x less communication", *_ratio_claim(bytes_ratios, COMMUNICATION, "FedIT bytes / bytes")),
-        ("~3.6x less energy", *_ratio_claim(energy_ratios, ENERGY, "FedIT J / J")),
-        ("10% data beats FedIT on all", *data_claim([small_by[s] for s in small_seeds], [fedit_by[s] for s in small_seeds])),
-    ]
+def composition_claims(results: list[RunResult], composition: str) -> list[tuple[str, int, str, str]]:
+    """(claim, seeds, verdict, evidence) rows for one composition: the four ratios where `smartfed` and `fedit`
+    ran on common seeds, the 10% claim where `smartfed-frac0.1` and `fedit` (on all the data, at the same scale)
+    did; what the runs cannot decide has no row."""
+    rows = []
+    smart = _runs(results, composition, "smartfed")
+    smart, fedit, _ = on_shared_seeds(smart, _runs(results, composition, "fedit", like=smart[0]) if smart else [])
+    if smart:
+        bytes_ratios = [f.bytes_total / s.bytes_total if s.bytes_total else None for s, f in zip(smart, fedit)]
+        energy_ratios = [f.energy_j / s.energy_j if s.energy_j else None for s, f in zip(smart, fedit)]
+        rows += [("+10.21 pp accuracy", len(smart), *accuracy_claim(smart, fedit)),
+                 ("3.95x faster convergence", len(smart), *convergence_claim(smart, fedit)),
+                 ("~31x less communication", len(smart), *_ratio_claim(bytes_ratios, COMMUNICATION, "FedIT bytes / bytes")),
+                 ("~3.6x less energy", len(smart), *_ratio_claim(energy_ratios, ENERGY, "FedIT J / J"))]
+    small = _runs(results, composition, "smartfed-frac0.1")
+    full = [r for r in (_runs(results, composition, "fedit", like=small[0]) if small else []) if r.config.data.fraction == 1]
+    small, full, _ = on_shared_seeds(small, full)
+    if small:
+        rows.append(("10% data beats FedIT on all", len(small), *data_claim(small, full)))
+    return rows
 
 
 def claims_table(results: list[RunResult]) -> str | None:
-    """Markdown: one row per (composition, claim); None when no composition has both `smartfed` and `fedit`."""
+    """Markdown: one row per (composition, claim the runs can decide); None when there is none."""
     lines = ["| composition | seeds | paper's claim | verdict | evidence (95% interval or per-seed values) |", "|---|---:|---|---|---|"]
     for composition in dict.fromkeys(r.config.data.composition for r in results):
-        seeds = len(_seeds(results, composition, "smartfed").keys() & _seeds(results, composition, "fedit").keys())
         lines += [f"| {composition} | {seeds} | {claim} | **{verdict}** | {evidence} |"
-                  for claim, verdict, evidence in composition_claims(results, composition)]
+                  for claim, seeds, verdict, evidence in composition_claims(results, composition)]
     return "\n".join(lines) if len(lines) > 2 else None

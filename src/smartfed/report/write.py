@@ -35,8 +35,8 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
                  "both ran and the same items (negative loss: EEQA better):\n\n" + ablation + "\n")
     claims = claims_table(results)
     if claims:
-        text += ("\nThe paper's headline figures against these runs (`smartfed` and `fedit` on the same seeds; the rules are in "
-                 "report/claims.py):\n\n" + claims + "\n")
+        text += ("\nThe paper's headline figures against these runs (`smartfed`, or `smartfed-frac0.1`, against `fedit` at the same "
+                 "scale on the seeds both ran; the rules are in report/claims.py):\n\n" + claims + "\n")
     text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots if p) + "\n"
     atomic_write_text(out_dir / "report.md", text)
     return text
