@@ -21,7 +21,7 @@ queue() {
     for m in "${main[@]}"; do echo "$composition.sh --methods $m --seeds 0"; done
     coverage_jobs "$composition" 0  # the first seed of every pool before more seeds of any
     for seed in 1 2; do for m in "${main[@]}"; do echo "$composition.sh --methods $m --seeds $seed"; done; done
-    [[ $composition == zh+math ]] && data_fraction_jobs
+    if [[ $composition == zh+math ]]; then data_fraction_jobs; fi
     coverage_jobs "$composition" 1 2
   done
 }

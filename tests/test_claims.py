@@ -78,6 +78,8 @@ def test_the_10_percent_claim_pairs_fedit_on_all_the_data_at_the_same_scale():
     small = run("smartfed-frac0.1", "smartfed", 0, [3.0, 1.0], items=[(2.0, 2), (2.0, 2)], fraction=0.1)  # 1.0
     sweep_fedit, small = (RunResult(r.name, r.config.with_values({"federation.clients_per_round": 3, "training.local_steps": 2}),
                                     r.metrics, r.summary, {}) for r in (sweep_fedit, small))
+    sweep_fedit, comparison_fedit = (RunResult(r.name, r.config.with_values({"training.lr": 0.001, "model.device": "cpu"}),
+                                               r.metrics, r.summary, {}) for r in (sweep_fedit, comparison_fedit))  # not scale
     for order in ([comparison_fedit, smart, sweep_fedit, small], [sweep_fedit, small, comparison_fedit, smart]):
         rows = {claim: (seeds, verdict, evidence) for claim, seeds, verdict, evidence in composition_claims(order, "zh+math")}
         # 10% against the sweep's FedIT: 1.0 - 0.5 (against the comparison's it would be 1.0 - 2.0, and hold)

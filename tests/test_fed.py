@@ -1,6 +1,10 @@
 """Federated runtime: aggregation by hand, update checks, config, the in-process run, resume, faults."""
 
 import json
+import re
+import subprocess
+import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -363,12 +367,23 @@ def test_a_nan_loss_is_written_and_read_back_as_nan(tmp_path):
     assert back.heldout_loss != back.heldout_loss
 
 
+@contextmanager
+def held_by_another_process(folder):
+    """`folder` held (RunFolder.writing) by a child process until the block ends and the child is killed."""
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from smartfed.fed.run_folder import RunFolder\n"
+                               f"with RunFolder({str(folder)!r}).writing():\n print('held', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_one_process_writes_a_run_folder_at_a_time(fed_config):
     """A second writer (another sweep worker, a resume of a live run) is refused or skipped, and the folder
     it would have written is left as the first writer has it; the lock goes with the process that held it."""
-    import subprocess
-    import sys
-
     from smartfed.compare import run_comparison
     from smartfed.errors import RunBusy
 
@@ -376,22 +391,62 @@ def test_one_process_writes_a_run_folder_at_a_time(fed_config):
     folder = config.run_dir
     folder.mkdir(parents=True)
     (folder / "metrics.jsonl").write_text("")  # what a run killed in round 0 leaves: compare would clear it
-    holder = subprocess.Popen([sys.executable, "-c", "import sys; from smartfed.fed.run_folder import RunFolder\n"
-                               f"with RunFolder({str(folder)!r}).writing():\n print('held', flush=True); sys.stdin.read()"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline() == "held\n"
-        with pytest.raises(RunBusy, match=f"{folder}: another process is writing this run folder"):
+    busy = f"{folder}: another process is writing this run folder; expected it free (wait for that run, or stop it)"
+    with held_by_another_process(folder):
+        with pytest.raises(RunBusy, match=re.escape(busy)):
             run_simulation(config, log=lambda *_: None)
         logs = []
         assert run_comparison([config], log=logs.append) == [folder]
-        assert logs == [f"{folder}: another process is writing this run folder; expected it free (wait for that run, "
-                        f"or stop it): skipped here"]
+        assert logs == [f"{busy}: skipped here"]
+        with pytest.raises(RunBusy, match=re.escape(busy)):  # a tuning sweep needs every trial's result
+            run_comparison([config], skip_busy=False)
         assert sorted(p.name for p in folder.iterdir()) == ["metrics.jsonl"]  # untouched
-    finally:
-        holder.kill()
-        holder.wait()
     run_comparison([config], log=lambda *_: None)  # the holder is gone, and so is its lock
     assert json.loads((folder / "summary.json").read_text())["rounds"] == 1
     with RunFolder(folder).writing(), RunFolder(folder).writing():  # re-entrant in one process
         pass
+
+
+def test_compare_reports_the_finished_runs_and_names_the_busy_ones(fed_config, tmp_path, capsys):
+    from smartfed.cli.main import main
+
+    out = tmp_path / "sweep"
+    pool = "[" + ",".join(f'"{p}"' for p in fed_config["pool.adapters"]) + "]"
+    with held_by_another_process(out / "fedit"):
+        assert main(["compare", "zh+math", "--quick", "--out", str(out), "--methods", "arrow,fedit",
+                     "--set", f"model.name={fed_config['model.name']}", "--set", f"pool.adapters={pool}"]) == 0
+    printed = capsys.readouterr().out
+    assert f"not in the report: {out / 'fedit'} (another process is writing it" in printed
+    report = (out / "report" / "report.md").read_text()
+    assert "| arrow |" in report and "| fedit |" not in report
+
+
+def test_where_a_folder_cannot_be_flocked_a_lock_file_beside_it_is(tmp_path, monkeypatch):
+    """NFS emulates flock with fcntl locks, which need a file open for writing: a folder's flock fails with EBADF."""
+    import errno
+    import fcntl
+    import os
+    import stat
+
+    import smartfed.fed.run_folder as run_folder
+
+    real_flock = fcntl.flock
+
+    def nfs_flock(fd, operation):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return real_flock(fd, operation)
+
+    monkeypatch.setattr(run_folder.fcntl, "flock", nfs_flock)
+    folder = tmp_path / "runs" / "held"
+    with RunFolder(folder).writing():
+        lock_file = tmp_path / "runs" / ".held.lock"
+        other = os.open(lock_file, os.O_RDWR)  # what a second process would do
+        try:
+            with pytest.raises(BlockingIOError):
+                real_flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(other)
+    other = os.open(lock_file, os.O_RDWR)
+    real_flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released with the block
+    os.close(other)

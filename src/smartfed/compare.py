@@ -111,14 +111,17 @@ def _changed_settings(config: RunConfig) -> list[str]:
     return list(changed)
 
 
-def run_comparison(configs: list[RunConfig], log=print) -> list[Path]:
+def run_comparison(configs: list[RunConfig], log=print, skip_busy: bool = True) -> list[Path]:
     """Run every config not finished yet; return the run folders in order. A finished run whose evaluation
-    settings changed (e.g. eval.max_new_tokens) resumes from its last checkpoint and is scored again."""
+    settings changed (e.g. eval.max_new_tokens) resumes from its last checkpoint and is scored again. A run
+    another process is writing is skipped (its folder is returned unfinished), or, without `skip_busy`, RunBusy."""
     for config in configs:
         try:
             with RunFolder(config.run_dir).writing():
                 _run_one(config, log)
         except RunBusy as err:  # another worker of the sweep runs it
+            if not skip_busy:
+                raise
             log(f"{err}: skipped here")
     return [c.run_dir for c in configs]
 

@@ -76,7 +76,7 @@ def _result(name: str, keys: dict, run_dir: Path) -> dict:
 
 
 def _stage(base: RunConfig, trials: dict[str, dict], log) -> list[dict]:
-    dirs = run_comparison(_configs(base, trials), log=log)
+    dirs = run_comparison(_configs(base, trials), log=log, skip_busy=False)  # every trial's result is needed
     return [_result(name, keys, d) for (name, keys), d in zip(trials.items(), dirs)]
 
 

@@ -22,6 +22,7 @@ def run(args) -> None:
 
     from smartfed.compare import METHOD_RUNS, comparison_configs, run_comparison, tuned_rates
     from smartfed.errors import ConfigError
+    from smartfed.fed.run_folder import SUMMARY
     from smartfed.report.write import write_report
 
     if args.list:
@@ -42,6 +43,11 @@ def run(args) -> None:
     runs = run_comparison(configs)
     if args.no_report:
         return
+    finished = [folder for folder in runs if (folder / SUMMARY).is_file()]  # the others: another process is writing them
     report_dir = out / ("report" if fractions == [1.0] else "report-data-fraction")  # a sweep may share the runs folder
-    print(write_report(runs, report_dir))
-    print(f"report: {report_dir / 'report.md'}")
+    if finished:
+        print(write_report(finished, report_dir))
+        print(f"report: {report_dir / 'report.md'}")
+    for folder in runs:
+        if folder not in finished:
+            print(f"not in the report: {folder} (another process is writing it; report again when it has finished)")

@@ -8,6 +8,7 @@ One process writes a run folder at a time (`RunFolder.writing`): a second one, e
 worker or a `--resume` of a run still going, gets RunBusy instead of interleaving its rounds.
 """
 
+import errno
 import fcntl
 import json
 import os
@@ -33,6 +34,22 @@ RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.ever
 _HELD: dict[Path, int] = {}  # run folders this process writes -> how many `writing` blocks hold each
 
 
+_NO_FOLDER_FLOCK = (errno.EBADF, errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP)  # e.g. NFS, Lustre without -o flock
+
+
+def _locked(path: Path, flags: int) -> int | None:
+    """An fd of `path` holding an exclusive flock; None when another process holds one."""
+    fd = os.open(path, flags, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BaseException as err:
+        os.close(fd)
+        if isinstance(err, BlockingIOError):
+            return None
+        raise
+    return fd
+
+
 class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -41,8 +58,10 @@ class RunFolder:
     def writing(self):
         """Hold the folder for this process (it is created if missing); RunBusy if another process holds it.
         An exclusive flock on the folder itself: the kernel drops it when the process ends, however it ends,
-        so a killed run leaves no stale lock, and no lock file lands in a committed run folder. Re-entrant
-        within the process (a sweep holds the folder, then runs it)."""
+        so a killed run leaves no stale lock, and no lock file lands in a committed run folder. Where a
+        file system cannot flock a folder (NFS emulates flock with fcntl locks, which need a file open for
+        writing), a hidden `.<name>.lock` file beside the folder is locked instead. Re-entrant within the
+        process (a sweep holds the folder, then runs it). Deleting a held folder defeats the lock."""
         key = self.path.resolve()
         if _HELD.get(key):
             _HELD[key] += 1
@@ -52,19 +71,20 @@ class RunFolder:
                 _HELD[key] -= 1
             return
         self.path.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise RunBusy(f"{self.path}: another process is writing this run folder; expected it free "
-                              f"(wait for that run, or stop it)") from None
-            _HELD[key] = 1
-            try:
-                yield
-            finally:
-                del _HELD[key]
+            fd = _locked(self.path, os.O_RDONLY | os.O_DIRECTORY)
+        except OSError as err:
+            if err.errno not in _NO_FOLDER_FLOCK:
+                raise
+            fd = _locked(self.path.parent / f".{self.path.name}.lock", os.O_RDWR | os.O_CREAT)
+        if fd is None:
+            raise RunBusy(f"{self.path}: another process is writing this run folder; expected it free "
+                          f"(wait for that run, or stop it)")
+        _HELD[key] = 1
+        try:
+            yield
         finally:
+            del _HELD[key]
             os.close(fd)  # drops the lock
 
     def create(self, config: RunConfig, notes: dict[str, str] | None = None) -> None:

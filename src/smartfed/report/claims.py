@@ -29,14 +29,18 @@ ACCURACY_PP, CONVERGENCE, COMMUNICATION, ENERGY = 10.21, 3.95, 31.0, 3.6
 NEAR = 0.75  # a ratio claim holds for a seed at 3/4 of the claimed ratio or more
 
 
-_SCALE = ("model", "data", "federation", "training")  # config sections two compared runs share
+_SCALE = ("model", "pool", "data", "federation", "training")  # config sections two compared runs share
+# ... but for these: where the data, the device and the gradient memory live, the learning rate (tuned per
+# method), and what only decides whether a round goes on; the data fraction is what the 10% claim varies
+_NOT_SCALE = ("model.device", "data.dir", "data.fraction", "training.lr", "training.gradient_checkpointing",
+              "federation.client_timeout_s", "federation.min_clients")
 
 
 def _scale(result: RunResult) -> list:
-    """What a run is compared at: its model, data (but the fraction), federation and training (but the learning
-    rate, tuned per method). Evaluation may differ (the pairing needs the same items, and says so if not)."""
+    """What a run is compared at: its model, pool, data, federation and training settings (but _NOT_SCALE).
+    Evaluation may differ (the pairing needs the same items, and says so if not)."""
     return sorted(((k, v) for k, v in result.config.flat().items()
-                   if k.split(".")[0] in _SCALE and k not in ("data.fraction", "training.lr")), key=str)
+                   if k.split(".")[0] in _SCALE and k not in _NOT_SCALE), key=str)
 
 
 def _runs(results: list[RunResult], composition: str, name: str, like: RunResult | None = None) -> list[RunResult]:
@@ -109,6 +113,7 @@ def composition_claims(results: list[RunResult], composition: str) -> list[tuple
     did; what the runs cannot decide has no row."""
     rows = []
     smart = _runs(results, composition, "smartfed")
+    smart = _runs(results, composition, "smartfed", like=smart[0]) if smart else []
     smart, fedit, _ = on_shared_seeds(smart, _runs(results, composition, "fedit", like=smart[0]) if smart else [])
     if smart:
         bytes_ratios = [f.bytes_total / s.bytes_total if s.bytes_total else None for s, f in zip(smart, fedit)]
@@ -118,6 +123,7 @@ def composition_claims(results: list[RunResult], composition: str) -> list[tuple
                  ("~31x less communication", len(smart), *_ratio_claim(bytes_ratios, COMMUNICATION, "FedIT bytes / bytes")),
                  ("~3.6x less energy", len(smart), *_ratio_claim(energy_ratios, ENERGY, "FedIT J / J"))]
     small = _runs(results, composition, "smartfed-frac0.1")
+    small = _runs(results, composition, "smartfed-frac0.1", like=small[0]) if small else []
     full = [r for r in (_runs(results, composition, "fedit", like=small[0]) if small else []) if r.config.data.fraction == 1]
     small, full, _ = on_shared_seeds(small, full)
     if small:
