@@ -5,6 +5,7 @@ import re
 import subprocess
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -450,3 +451,34 @@ def test_where_a_folder_cannot_be_flocked_a_lock_file_beside_it_is(tmp_path, mon
     other = os.open(lock_file, os.O_RDWR)
     real_flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released with the block
     os.close(other)
+
+
+def test_a_run_folder_cloned_elsewhere_is_the_same_run(fed_config, tmp_path):
+    """A clone of the repository at another path: the committed run folders and the pool's adapter folders
+    hold the same bytes under other paths. A sweep keeps the runs, a resume goes on in the clone; adapters
+    with other bytes are another run."""
+    import shutil
+
+    from smartfed.cli.main import main
+    from smartfed.compare import run_comparison
+
+    config = make_config(fed_config, {"run.name": "cloned", "federation.rounds": 1})
+    run_simulation(config, log=lambda *_: None)
+    clone = tmp_path / "clone"
+    shutil.copytree(config.run_dir, clone / "results" / "cloned")
+    adapters = [shutil.copytree(a, clone / "pool" / Path(a).name) for a in fed_config["pool.adapters"]]
+    there = make_config(fed_config, {"run.name": "cloned", "federation.rounds": 1, "run.out_dir": str(clone / "results"),
+                                     "pool.adapters": [str(a) for a in adapters]})
+    logs = []
+    run_comparison([there], log=logs.append)
+    assert logs == [f"{there.run_dir}: finished earlier, kept"]
+
+    original = (config.run_dir / "metrics.jsonl").read_text()
+    assert main(["run", "--resume", str(there.run_dir), "--set", "federation.rounds=2"]) == 0
+    assert [json.loads(line)["round"] for line in (there.run_dir / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+    assert (config.run_dir / "metrics.jsonl").read_text() == original  # the resume wrote in the clone only
+
+    card = adapters[0] / "adapter_config.json"  # another alpha: another module
+    card.write_text(json.dumps(json.loads(card.read_text()) | {"lora_alpha": json.loads(card.read_text())["lora_alpha"] + 1}))
+    with pytest.raises(ConfigError, match=r"an earlier run with other settings \(pool.adapters\)"):
+        run_comparison([there.with_values({"federation.rounds": 2})], log=lambda *_: None)

@@ -24,6 +24,7 @@ from smartfed.config import RunConfig, load_config, migrate_flat, provenance, re
 from smartfed.errors import ConfigError, RunBusy, SmartFedError
 from smartfed.fed.records import RoundRecord, Summary
 from smartfed.io import atomic_path, atomic_write_text
+from smartfed.pool.resolve import adapters_digest
 
 CONFIG, METRICS, SUMMARY, CHECKPOINTS = "config.toml", "metrics.jsonl", "summary.json", "checkpoints"
 # What a resume may change: how long the run goes on, and how it is evaluated.
@@ -98,9 +99,14 @@ class RunFolder:
 
     def changed_settings(self, config: RunConfig) -> dict[str, tuple]:
         """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml; ConfigError
-        where a difference is not in RESUMABLE_KEYS (that run trained something else)."""
+        where a difference is not in RESUMABLE_KEYS (that run trained something else). Where the folder is
+        (run.out_dir, run.name) is no setting, nor where the pool's adapter folders are when they hold the
+        same bytes (a clone of the repository elsewhere, a moved cache): the run folders stay usable."""
         saved = self.config().flat()
-        changed = {key: (saved.get(key), value) for key, value in config.flat().items() if saved.get(key) != value}
+        changed = {key: (saved.get(key), value) for key, value in config.flat().items()
+                   if saved.get(key) != value and key not in ("run.out_dir", "run.name")}
+        if "pool.adapters" in changed and self._same_adapters(config.pool.adapters):
+            del changed["pool.adapters"]
         fixed = [key for key in changed if key not in RESUMABLE_KEYS]
         if fixed:
             raise ConfigError(f"{self.path / CONFIG}: an earlier run with other settings ({', '.join(fixed)}); expected "
@@ -123,12 +129,27 @@ class RunFolder:
         atomic_write_text(self.path / CONFIG, "".join(header) + config.to_toml())
 
     def config(self) -> RunConfig:
-        """The run's config; a smartfed 0.1 run folder (flat keys) is read through `migrate_flat`."""
+        """The run's config, placed where the folder is now (run.out_dir and run.name: a moved or cloned
+        folder resumes in place); a smartfed 0.1 run folder (flat keys) is read through `migrate_flat`."""
         path = self.path / CONFIG
         values = read_toml(path)
         if values and not any(isinstance(v, dict) for v in values.values()):
-            return load_config(base={f"{s}.{k}": v for s, keys in migrate_flat(values).items() for k, v in keys.items()})
-        return load_config(str(path))
+            config = load_config(base={f"{s}.{k}": v for s, keys in migrate_flat(values).items() for k, v in keys.items()})
+        else:
+            config = load_config(str(path))
+        return config.with_values({"run.out_dir": str(self.path.parent), "run.name": self.path.name})
+
+    def provenance(self) -> dict[str, str]:
+        """The `# key = value` lines at the head of config.toml (versions, the pool's content hash, ...)."""
+        lines = (self.path / CONFIG).read_text().splitlines()
+        return dict(line[2:].split(" = ", 1) for line in lines if line.startswith("# ") and " = " in line)
+
+    def _same_adapters(self, adapters: tuple[str, ...]) -> bool:
+        """Whether local adapter folders `adapters` hold the bytes the run's pool was made from."""
+        folders = [Path(a) for a in adapters]
+        if not folders or not all((f / "adapter_config.json").is_file() for f in folders):
+            return False
+        return self.provenance().get("adapters_sha256") == adapters_digest(folders)
 
     def metrics(self, drop_torn_tail: bool = False) -> list[RoundRecord]:
         """Every round's record. A line that is not a record is an error naming the file and line, except,

@@ -7,6 +7,7 @@ composition's training split, loaded by the process that trains it (a SuperNode,
 in-process engine, which plays every client).
 """
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,18 @@ def _pool_provenance(pool_file: Path) -> dict[str, str]:
     with safe_open(pool_file, framework="pt") as f:
         metadata = f.metadata() or {}
     return {"pool_file": shown_path(pool_file), "adapters_sha256": metadata.get("adapters_sha256", "unknown (a pool file made elsewhere)"),
-            "adapter_sources": metadata.get("adapter_sources", "[]")}  # hub sources with the commit each resolved to
+            "adapter_sources": _shown_sources(metadata.get("adapter_sources", "[]"))}  # hub sources with the commit each resolved to
+
+
+def _shown_sources(recorded: str) -> str:
+    """The pool file's adapter sources (JSON) with local folders named without this machine's home or working
+    folder (hub ids as they are); as recorded where that is not a list of sources (a pool file made elsewhere)."""
+    try:
+        sources = json.loads(recorded)
+        return json.dumps([s | {"source": s["source"] if s["source"].startswith("hf:") else shown_path(s["source"])}
+                           for s in sources], ensure_ascii=False)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return recorded
 
 
 def load_model_side(config: RunConfig) -> ModelSide:
