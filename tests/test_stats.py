@@ -124,6 +124,14 @@ def test_each_setting_is_compared_with_fedit_on_its_own_data_fraction():
     table = statistics_table(fedit + small + smart)
     row = next(line for line in table.splitlines() if line.startswith("| smartfed-frac0.1-seed0 |"))
     assert "| -1.0000 [" in row  # 2.0 - 3.0 against FedIT at 10% of the data, not +0.5 against FedIT on all of it
+    # the data-fraction sweep runs FedIT on all the data only: 2.0 - 1.5 against it (per item 2 - 1 and 2 - 2), said in the cell
+    row = next(line for line in statistics_table(fedit + smart).splitlines() if line.startswith("| smartfed-frac0.1-seed0 |"))
+    assert "| +0.5000 [+0.0000, +1.0000], p=" in row and row.split(" | ")[3].endswith(" (FedIT on all the data)")
+    # a FedIT at another scale (more clients a round) is no reference, at any fraction
+    other = [RunResult(r.name, r.config.with_values({"federation.clients_per_round": 3}), r.metrics, r.summary, r.score_items)
+             for r in fedit]
+    row = next(line for line in statistics_table(other + smart).splitlines() if line.startswith("| smartfed-frac0.1-seed0 |"))
+    assert row.split(" | ")[3] == "-"
 
 
 

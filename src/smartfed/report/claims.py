@@ -21,7 +21,7 @@ four ratios, the data-fraction sweep's report the 10% claim.
 
 import numpy as np
 
-from smartfed.report.runs import RunResult, base_name
+from smartfed.report.runs import RunResult, base_name, scale
 from smartfed.report.statistics import loss_cells, on_shared_seeds
 from smartfed.report.stats import paired
 
@@ -29,18 +29,9 @@ ACCURACY_PP, CONVERGENCE, COMMUNICATION, ENERGY = 10.21, 3.95, 31.0, 3.6
 NEAR = 0.75  # a ratio claim holds for a seed at 3/4 of the claimed ratio or more
 
 
-_SCALE = ("model", "pool", "data", "federation", "training")  # config sections two compared runs share
-# ... but for these: where the data, the device and the gradient memory live, the learning rate (tuned per
-# method), and what only decides whether a round goes on; the data fraction is what the 10% claim varies
-_NOT_SCALE = ("model.device", "data.dir", "data.fraction", "training.lr", "training.gradient_checkpointing",
-              "federation.client_timeout_s", "federation.min_clients")
-
-
 def _scale(result: RunResult) -> list:
-    """What a run is compared at: its model, pool, data, federation and training settings (but _NOT_SCALE).
-    Evaluation may differ (the pairing needs the same items, and says so if not)."""
-    return sorted(((k, v) for k, v in result.config.flat().items()
-                   if k.split(".")[0] in _SCALE and k not in _NOT_SCALE), key=str)
+    """The comparison's scale (report/runs.py) and the pool: the claims are about SmartFed over the default pool."""
+    return scale(result, ("model", "pool", "data", "federation", "training"))
 
 
 def _runs(results: list[RunResult], composition: str, name: str, like: RunResult | None = None) -> list[RunResult]:

@@ -116,10 +116,24 @@ def settings(results: list[RunResult]) -> dict[str, list[RunResult]]:
     return {min((r.name for r in runs), key=len): sorted(runs, key=lambda r: r.config.run.seed) for runs in groups.values()}
 
 
+# What two compared runs may differ in beyond the method: where the data, the device and the gradient memory
+# live, the learning rate (tuned per method), what only decides whether a round goes on, and the data fraction
+# (what the data-efficiency claim varies)
+NOT_SCALE = ("model.device", "data.dir", "data.fraction", "training.lr", "training.gradient_checkpointing",
+             "federation.client_timeout_s", "federation.min_clients")
+
+
+def scale(result: RunResult, sections: tuple[str, ...] = ("model", "data", "federation", "training")) -> list:
+    """What a run is compared at: its settings in `sections` but NOT_SCALE. Evaluation may differ (a pairing
+    needs the same items, and says so if not); the pool is the coverage study's variable, so only the
+    headline claims (SmartFed with the default pool) add it."""
+    return sorted(((k, v) for k, v in result.config.flat().items() if k.split(".")[0] in sections and k not in NOT_SCALE), key=str)
+
+
 def fedit_of(result: RunResult, results: list[RunResult]) -> RunResult | None:
-    """The FedIT run with the same composition and data fraction, the reference for ratios: the one of the same
+    """The FedIT run at the same scale and data fraction, the reference for ratios: the one of the same
     seed where there is one (a training-free run, one seed for all, gets the first)."""
-    same_data = [r for r in results if r.method.is_reference and r.config.data.composition == result.config.data.composition
+    same_data = [r for r in results if r.method.is_reference and scale(r) == scale(result)
                  and r.config.data.fraction == result.config.data.fraction]
     return next((r for r in same_data if r.config.run.seed == result.config.run.seed), same_data[0] if same_data else None)
 

@@ -5,7 +5,7 @@ names the seeds it used."""
 
 import numpy as np
 
-from smartfed.report.runs import RunResult, settings
+from smartfed.report.runs import RunResult, scale, settings
 from smartfed.report.stats import interval, paired
 
 
@@ -64,6 +64,16 @@ def _pairing(runs: list[RunResult], reference: list[RunResult] | None) -> tuple[
     return *on_shared_seeds(runs, reference), 1
 
 
+def _reference(run: RunResult, references: list[list[RunResult]]) -> tuple[list[RunResult] | None, bool]:
+    """FedIT's runs at `run`'s scale and data fraction, else (a data-fraction sweep without FedIT at that fraction)
+    on all the data; and whether it is the latter."""
+    same_scale = [ref for ref in references if scale(ref[0]) == scale(run)]
+    same = next((ref for ref in same_scale if ref[0].config.data.fraction == run.config.data.fraction), None)
+    if same is not None:
+        return same, False
+    return next((ref for ref in same_scale if ref[0].config.data.fraction == 1), None), True
+
+
 def statistics_table(results: list[RunResult]) -> str | None:
     """Markdown, or None when no run recorded per-item losses or scores."""
     groups = settings(results)
@@ -75,10 +85,9 @@ def statistics_table(results: list[RunResult]) -> str | None:
              + " | ".join(f"{s} % [95% CI] | - FedIT's (pp), p" for s in suites) + " |",
              "|---|---:|---|---|" + "---|---|" * len(suites)]
     for label, runs in groups.items():
-        c = runs[0].config  # the reference: FedIT on the same composition and data fraction
-        reference = next((ref for ref in references if (ref[0].config.data.composition, ref[0].config.data.fraction)
-                          == (c.data.composition, c.data.fraction)), None)
+        reference, on_all = _reference(runs[0], references)
         mine, theirs, note, repeat = _pairing(runs, reference)
+        note += " (FedIT on all the data)" * (on_all and bool(mine))
         cells = [label, str(len(runs)), _ci(loss_cells(runs)),
                  _versus(_repeated(loss_cells(mine), repeat), loss_cells(theirs), note=note)]  # no shared seed: "-"
         for suite in suites:
