@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Every run behind the README's results, most important first, as one resumable queue of single runs that
-# W workers take side by side (each with 2/W threads); then `smartfed report` over each results folder.
+# W workers take side by side (each with cores/W threads unless told); then `smartfed report` over each results folder.
 #
-#   experiments/all.sh [WORKERS]        # default 2; stop it any time (kill the process group), rerun to go on
+#   experiments/all.sh [WORKERS] [THREADS]   # default 2 workers, the cores shared among them; stop it any time
+#                                            # (kill the process group), rerun to go on
+#
+# Two queues at once share the work: a run one of them is writing, the other passes over (the run folder's lock).
+# So a queue can be restarted one worker at a time while the old one's last runs finish: `all.sh 1 1` for each.
 #
 # The queue: zh+math's comparison (every method at seed 0, the coverage pools at seed 0, every method at seeds 1
 # and 2), then the data-fraction sweep (the paper's 10% claim, on zh+math), then zh+math's coverage pools at
@@ -11,7 +15,8 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 workers="${1:-2}"
-threads=$(( 2 / workers > 0 ? 2 / workers : 1 ))
+cores="$(nproc)"
+threads="${2:-$(( cores / workers > 0 ? cores / workers : 1 ))}"
 # Arrow trains nothing and is deterministic: compare runs it at the first seed only, which stands for every seed.
 main=(smartfed fedit smartfed-topk ffa-lora module-router lorahub)
 reuse=(smartfed module-router)
