@@ -15,7 +15,7 @@
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 workers="${1:-2}"
-cores="$(nproc)"
+cores="$(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"  # (GNU nproc honours those)
 threads="${2:-$(( cores / workers > 0 ? cores / workers : 1 ))}"
 # Arrow trains nothing and is deterministic: compare runs it at the first seed only, which stands for every seed.
 main=(smartfed fedit smartfed-topk ffa-lora module-router lorahub)
@@ -47,6 +47,6 @@ coverage_jobs() {  # COMPOSITION SEED...: Arrow (deterministic) at the first see
   done
 }
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
-queue | xargs -P "$workers" -L 1 bash -c 'log="$0/docs/results/.logs/$(echo "$*" | tr " /" "__").log"; mkdir -p "$(dirname "$log")";
-  "$0/experiments/$1" "${@:2}" --no-report > "$log" 2>&1 || echo "failed: $* (see $log)"' "$repo"
+queue | xargs -P "$workers" -L 1 bash -c 'log="$0/docs/results/.logs/$(echo "$*" | tr " /" "__").log"; mkdir -p "$(dirname "$log")"; echo "== $(date -u +%FT%TZ) pid $$" >> "$log";
+  "$0/experiments/$1" "${@:2}" --no-report >> "$log" 2>&1 || echo "failed: $* (see $log)"' "$repo"
 "$repo/experiments/report.sh"

@@ -477,8 +477,19 @@ def test_a_run_folder_cloned_elsewhere_is_the_same_run(fed_config, tmp_path):
     assert main(["run", "--resume", str(there.run_dir), "--set", "federation.rounds=2"]) == 0
     assert [json.loads(line)["round"] for line in (there.run_dir / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
     assert (config.run_dir / "metrics.jsonl").read_text() == original  # the resume wrote in the clone only
+    saved = (there.run_dir / "config.toml").read_text()  # where it was first written stays in its config
+    assert f'out_dir = "{config.run.out_dir}"' in saved and str(fed_config["pool.adapters"][0]) in saved and str(clone) not in saved
 
     card = adapters[0] / "adapter_config.json"  # another alpha: another module
     card.write_text(json.dumps(json.loads(card.read_text()) | {"lora_alpha": json.loads(card.read_text())["lora_alpha"] + 1}))
     with pytest.raises(ConfigError, match=r"an earlier run with other settings \(pool.adapters\)"):
         run_comparison([there.with_values({"federation.rounds": 2})], log=lambda *_: None)
+    # the same paths, other bytes (a module rebuilt in place): another run too
+    original_card = Path(fed_config["pool.adapters"][0]) / "adapter_config.json"
+    kept = original_card.read_text()
+    try:
+        original_card.write_text(json.dumps(json.loads(kept) | {"lora_alpha": json.loads(kept)["lora_alpha"] + 1}))
+        with pytest.raises(ConfigError, match=r"\(pool.adapters\); expected pool.adapters='adapters_sha256 [0-9a-f]{64}'"):
+            run_comparison([config], log=lambda *_: None)
+    finally:
+        original_card.write_text(kept)  # the module-scoped pool other tests use

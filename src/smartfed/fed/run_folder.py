@@ -21,10 +21,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from smartfed.config import RunConfig, load_config, migrate_flat, provenance, read_toml
-from smartfed.errors import ConfigError, RunBusy, SmartFedError
+from smartfed.errors import AdapterError, ConfigError, RunBusy, SmartFedError
 from smartfed.fed.records import RoundRecord, Summary
 from smartfed.io import atomic_path, atomic_write_text
-from smartfed.pool.resolve import adapters_digest
+from smartfed.pool.resolve import adapters_digest, default_pool_folders
 
 CONFIG, METRICS, SUMMARY, CHECKPOINTS = "config.toml", "metrics.jsonl", "summary.json", "checkpoints"
 # What a resume may change: how long the run goes on, and how it is evaluated.
@@ -32,6 +32,7 @@ RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.ever
                   "eval.max_new_tokens")
 
 
+LOCATION_KEYS = ("run.out_dir", "run.name")  # where a run folder is, not what it trained
 _HELD: dict[Path, int] = {}  # run folders this process writes -> how many `writing` blocks hold each
 
 
@@ -49,6 +50,21 @@ def _locked(path: Path, flags: int) -> int | None:
             return None
         raise
     return fd
+
+
+def _pool_digest(config: RunConfig) -> str | None:
+    """The adapters_sha256 of `config`'s pool where it is local adapter folders (given, or the default pool)
+    that can be read here; None otherwise (hub sources, a pool file, a default pool neither shipped nor built)."""
+    if config.pool.adapters:
+        folders = [Path(a) for a in config.pool.adapters]
+    else:
+        try:
+            folders = default_pool_folders(config.model.name)
+        except AdapterError:
+            return None
+    if not all((f / "adapter_config.json").is_file() for f in folders):
+        return None
+    return adapters_digest(folders)
 
 
 class RunFolder:
@@ -100,12 +116,16 @@ class RunFolder:
     def changed_settings(self, config: RunConfig) -> dict[str, tuple]:
         """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml; ConfigError
         where a difference is not in RESUMABLE_KEYS (that run trained something else). Where the folder is
-        (run.out_dir, run.name) is no setting, nor where the pool's adapter folders are when they hold the
-        same bytes (a clone of the repository elsewhere, a moved cache): the run folders stay usable."""
-        saved = self.config().flat()
+        (run.out_dir, run.name) is no setting, nor where the pool's adapter folders are: the pool is the bytes
+        the header's adapters_sha256 records (moved folders with the same bytes are the same pool, a module
+        rebuilt in place with other bytes is another), where they can be read here."""
+        saved = self._saved().flat()
         changed = {key: (saved.get(key), value) for key, value in config.flat().items()
-                   if saved.get(key) != value and key not in ("run.out_dir", "run.name")}
-        if "pool.adapters" in changed and self._same_adapters(config.pool.adapters):
+                   if saved.get(key) != value and key not in LOCATION_KEYS}
+        recorded, found = self.provenance().get("adapters_sha256"), _pool_digest(config)
+        if recorded and found and recorded != found:
+            changed["pool.adapters"] = (f"adapters_sha256 {recorded}", f"adapters_sha256 {found}")
+        elif recorded and found and "pool.adapters" in changed:
             del changed["pool.adapters"]
         fixed = [key for key in changed if key not in RESUMABLE_KEYS]
         if fixed:
@@ -118,38 +138,37 @@ class RunFolder:
         """Record the settings a resume changed (RESUMABLE_KEYS; `smartfed run --resume --set`, or compare
         with new evaluation settings): config.toml holds the new values, its header keeps the first run's
         provenance and says what changed, what it was and which code resumed. The summary, made under the
-        old settings, goes first: until the resumed run writes its own, the run is unfinished."""
+        old settings, goes first: until the resumed run writes its own, the run is unfinished. Where the
+        folder and its pool's folders are stays as first written (no other machine's paths come in)."""
         changed = self.changed_settings(config)
         if not changed:
             return
         (self.path / SUMMARY).unlink(missing_ok=True)
+        saved = self._saved().flat()
         header = [line for line in (self.path / CONFIG).read_text().splitlines(keepends=True) if line.startswith("#")]
         header += [f"# resumed with {key} = {new!r} (was {old!r})\n" for key, (old, new) in changed.items()]
         header.append(f"# resumed at git_revision = {provenance()['git_revision']}\n")
-        atomic_write_text(self.path / CONFIG, "".join(header) + config.to_toml())
+        kept = config.with_values({key: saved[key] for key in (*LOCATION_KEYS, "pool.adapters")})
+        atomic_write_text(self.path / CONFIG, "".join(header) + kept.to_toml())
 
     def config(self) -> RunConfig:
         """The run's config, placed where the folder is now (run.out_dir and run.name: a moved or cloned
-        folder resumes in place); a smartfed 0.1 run folder (flat keys) is read through `migrate_flat`."""
+        folder resumes in place)."""
+        here = Path(os.path.abspath(self.path))
+        return self._saved().with_values({"run.out_dir": str(here.parent), "run.name": here.name})
+
+    def _saved(self) -> RunConfig:
+        """config.toml as written; a smartfed 0.1 run folder (flat keys) is read through `migrate_flat`."""
         path = self.path / CONFIG
         values = read_toml(path)
         if values and not any(isinstance(v, dict) for v in values.values()):
-            config = load_config(base={f"{s}.{k}": v for s, keys in migrate_flat(values).items() for k, v in keys.items()})
-        else:
-            config = load_config(str(path))
-        return config.with_values({"run.out_dir": str(self.path.parent), "run.name": self.path.name})
+            return load_config(base={f"{s}.{k}": v for s, keys in migrate_flat(values).items() for k, v in keys.items()})
+        return load_config(str(path))
 
     def provenance(self) -> dict[str, str]:
         """The `# key = value` lines at the head of config.toml (versions, the pool's content hash, ...)."""
         lines = (self.path / CONFIG).read_text().splitlines()
         return dict(line[2:].split(" = ", 1) for line in lines if line.startswith("# ") and " = " in line)
-
-    def _same_adapters(self, adapters: tuple[str, ...]) -> bool:
-        """Whether local adapter folders `adapters` hold the bytes the run's pool was made from."""
-        folders = [Path(a) for a in adapters]
-        if not folders or not all((f / "adapter_config.json").is_file() for f in folders):
-            return False
-        return self.provenance().get("adapters_sha256") == adapters_digest(folders)
 
     def metrics(self, drop_torn_tail: bool = False) -> list[RoundRecord]:
         """Every round's record. A line that is not a record is an error naming the file and line, except,
