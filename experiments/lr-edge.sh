@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The reuse methods' learning rate beyond the tuning grid's edge, on the shipped pool. docs/tuning/zh+math chose
+# 0.1 for SmartFed and the module router: the edge trial one step beyond the grid (0.03 won the grid), on the
+# 60-step pool of that time. This reruns 0.03, 0.1 and one step further (0.3) for both, at the tuning scale
+# (tuning.json "scale": 3 rounds of 3 clients x 2 steps, dev loss on 32 items), over the shipped pool, with
+# SmartFed's defaults for the rest (scaled gate, linear router, Arrow start).
+#
+#   experiments/lr-edge.sh          # about 4 minutes a trial on one core; finished trials are kept
+#
+# Results: docs/tuning/zh+math-lr-edge/<trial>/ (summary.json: dev_loss before and after).
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+smartfed="$repo/.venv/bin/smartfed"; [[ -x "$smartfed" ]] || smartfed=smartfed
+out="$repo/docs/tuning/zh+math-lr-edge"
+scale=(--set data.composition=zh+math --set federation.num_clients=10 --set federation.clients_per_round=3 --set federation.rounds=3
+       --set training.local_steps=2 --set training.batch_size=4 --set training.max_length=160 --set eval.every=3
+       --set eval.examples=32 --set eval.split=dev --set "run.out_dir=$out")
+for method in smartfed module-router; do
+  for lr in 0.03 0.1 0.3; do
+    name="lr-$method-$lr"
+    [[ -f "$out/$name/summary.json" ]] && { echo "$name: finished earlier, kept"; continue; }
+    rm -rf "${out:?}/$name"  # a trial stopped mid-way starts again (3 rounds)
+    "$smartfed" run "${scale[@]}" --set "run.name=$name" --set "run.method=$method" --set "training.lr=$lr"
+  done
+done
+for summary in "$out"/*/summary.json; do
+  python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print(f"{sys.argv[1].split(\"/\")[-2]}: dev loss {s[\"initial_heldout_loss\"]:.4f} -> {s[\"final_heldout_loss\"]:.4f}")' "$summary"
+done
