@@ -23,6 +23,11 @@ for method in smartfed module-router; do
     "$smartfed" run "${scale[@]}" --set "run.name=$name" --set "run.method=$method" --set "training.lr=$lr"
   done
 done
-for summary in "$out"/*/summary.json; do
-  python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print(f"{sys.argv[1].split(\"/\")[-2]}: dev loss {s[\"initial_heldout_loss\"]:.4f} -> {s[\"final_heldout_loss\"]:.4f}")' "$summary"
-done
+python="$repo/.venv/bin/python"; [[ -x "$python" ]] || python=python3
+"$python" - "$out" <<'PY'
+import json, sys
+from pathlib import Path
+for summary in sorted(Path(sys.argv[1]).glob("*/summary.json")):
+    s = json.loads(summary.read_text())
+    print(f"{summary.parent.name}: dev loss {s['initial_heldout_loss']:.4f} -> {s['final_heldout_loss']:.4f}")
+PY
