@@ -80,6 +80,8 @@ def test_the_eeqa_ablation_pairs_each_setting_with_its_fixed_top_k_twin():
     (row,) = [line for line in eeqa_table(eeqa + fixed[:1]).splitlines() if line.startswith("| smartfed-seed0 -")]
     # seed 0 only: EEQA (1+2)/4 = 0.75, fixed (2+2)/4 = 1.0: -0.25, named as seed 0's; the seeds column counts the pairs
     assert "| 1 | -0.2500 [" in row and row.count("(seed 0 only) |") == 2
+    unscored = [RunResult(r.name, r.config, r.metrics, r.summary, {}) for r in eeqa + fixed]  # no suites: no empty column
+    assert eeqa_table(unscored).splitlines()[:2] == ["| EEQA - fixed top-k | seeds | held-out loss [95% CI], p |", "|---|---:|---|"]
 
 
 def test_settings_with_other_seeds_than_fedit_are_paired_on_the_seeds_both_ran():
@@ -125,6 +127,9 @@ def test_each_setting_is_compared_with_fedit_on_its_own_data_fraction():
     row = next(line for line in table.splitlines() if line.startswith("| smartfed-frac0.1-seed0 |"))
     assert "| -1.0000 [" in row  # 2.0 - 3.0 against FedIT at 10% of the data, not +0.5 against FedIT on all of it
     # the data-fraction sweep runs FedIT on all the data only: 2.0 - 1.5 against it (per item 2 - 1 and 2 - 2), said in the cell
+    no_suites = [RunResult(r.name, r.config, r.metrics, r.summary, {}) for r in fedit + smart]  # the sweep scores none
+    table = statistics_table(no_suites).splitlines()
+    assert table[0] == "| setting | seeds | held-out loss [95% CI] | - FedIT's [95% CI], p |" and table[1] == "|---|---:|---|---|"
     row = next(line for line in statistics_table(fedit + smart).splitlines() if line.startswith("| smartfed-frac0.1-seed0 |"))
     assert "| +0.5000 [+0.0000, +1.0000], p=" in row and row.split(" | ")[3].endswith(" (FedIT on all the data)")
     # a FedIT at another scale (more clients a round) is no reference, at any fraction

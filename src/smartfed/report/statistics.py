@@ -81,9 +81,9 @@ def statistics_table(results: list[RunResult]) -> str | None:
     if not any(loss_cells(runs) for runs in groups.values()) and not suites:
         return None
     references = [runs for runs in groups.values() if runs[0].method.is_reference]
-    lines = ["| setting | seeds | held-out loss [95% CI] | - FedIT's [95% CI], p | "
-             + " | ".join(f"{s} % [95% CI] | - FedIT's (pp), p" for s in suites) + " |",
-             "|---|---:|---|---|" + "---|---|" * len(suites)]
+    header = ["setting", "seeds", "held-out loss [95% CI]", "- FedIT's [95% CI], p",
+              *(f"{s} % [95% CI] | - FedIT's (pp), p" for s in suites)]
+    lines = ["| " + " | ".join(header) + " |", "|---|---:|---|---|" + "---|---|" * len(suites)]
     for label, runs in groups.items():
         reference, on_all = _reference(runs[0], references)
         mine, theirs, note, repeat = _pairing(runs, reference)
@@ -123,5 +123,6 @@ def eeqa_table(results: list[RunResult]) -> str | None:
         rows.append("| " + " | ".join(cells) + " |")
     if not rows:
         return None
-    return "\n".join(["| EEQA - fixed top-k | seeds | held-out loss [95% CI], p | " + " | ".join(f"{s} (pp) [95% CI], p" for s in suites) + " |",
+    header = ["EEQA - fixed top-k", "seeds", "held-out loss [95% CI], p", *(f"{s} (pp) [95% CI], p" for s in suites)]
+    return "\n".join(["| " + " | ".join(header) + " |",
                       "|---|---:|---|" + "---|" * len(suites), *rows])
