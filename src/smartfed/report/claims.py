@@ -35,10 +35,12 @@ def _scale(result: RunResult) -> list:
 
 
 def _runs(results: list[RunResult], composition: str, name: str, like: RunResult | None = None) -> list[RunResult]:
-    """The runs `name` and `name`-seedS on `composition`, one per seed, by seed; with `like`, only runs at its scale
-    (a FedIT run of the data-fraction sweep is not the reference of the comparison's SmartFed, nor the other way round)."""
-    by_seed = {r.config.run.seed: r for r in results if r.config.data.composition == composition and base_name(r) == name
-               and (like is None or _scale(r) == _scale(like))}
+    """The runs `name` and `name`-seedS on `composition`, one per seed, by seed, at the scale of `like` (default:
+    the first of them): a FedIT run of the data-fraction sweep is not the reference of the comparison's SmartFed,
+    nor the other way round."""
+    named = [r for r in results if r.config.data.composition == composition and base_name(r) == name]
+    like = like or (named[0] if named else None)
+    by_seed = {r.config.run.seed: r for r in named if _scale(r) == _scale(like)}
     return [by_seed[seed] for seed in sorted(by_seed)]
 
 
@@ -85,16 +87,17 @@ def convergence_claim(smart: list[RunResult], fedit: list[RunResult]) -> tuple[s
 
 
 def data_claim(small: list[RunResult], fedit: list[RunResult]) -> tuple[str, str]:
+    seeds = f"{len(small)} seed{'s' * (len(small) > 1)}"
     diff = _paired(small, fedit, _score_cells)
     if diff is not None:
         estimate, low, high = (100 * v for v in diff)
-        better, worse, shown = low > 0, high < 0, f"score {estimate:+.1f} pp [{low:+.1f}, {high:+.1f}], {len(small)} seed{'s' * (len(small) > 1)}"
+        better, worse, shown = low > 0, high < 0, f"score {estimate:+.1f} pp [{low:+.1f}, {high:+.1f}], {seeds}"
     else:
         diff = _paired(small, fedit, loss_cells)
         if diff is None:
             return "cannot tell", "no scores or held-out losses on the same seeds and items"
         estimate, low, high = diff
-        better, worse, shown = high < 0, low > 0, f"held-out loss {estimate:+.4f} [{low:+.4f}, {high:+.4f}], {len(small)} seed{'s' * (len(small) > 1)}"
+        better, worse, shown = high < 0, low > 0, f"held-out loss {estimate:+.4f} [{low:+.4f}, {high:+.4f}], {seeds}"
     return ("holds" if better else "does not hold" if worse else "cannot tell"), shown
 
 
@@ -104,7 +107,6 @@ def composition_claims(results: list[RunResult], composition: str) -> list[tuple
     did; what the runs cannot decide has no row."""
     rows = []
     smart = _runs(results, composition, "smartfed")
-    smart = _runs(results, composition, "smartfed", like=smart[0]) if smart else []
     smart, fedit, _ = on_shared_seeds(smart, _runs(results, composition, "fedit", like=smart[0]) if smart else [])
     if smart:
         bytes_ratios = [f.bytes_total / s.bytes_total if s.bytes_total else None for s, f in zip(smart, fedit)]
@@ -114,7 +116,6 @@ def composition_claims(results: list[RunResult], composition: str) -> list[tuple
                  ("~31x less communication", len(smart), *_ratio_claim(bytes_ratios, COMMUNICATION, "FedIT bytes / bytes")),
                  ("~3.6x less energy", len(smart), *_ratio_claim(energy_ratios, ENERGY, "FedIT J / J"))]
     small = _runs(results, composition, "smartfed-frac0.1")
-    small = _runs(results, composition, "smartfed-frac0.1", like=small[0]) if small else []
     full = [r for r in (_runs(results, composition, "fedit", like=small[0]) if small else []) if r.config.data.fraction == 1]
     small, full, _ = on_shared_seeds(small, full)
     if small:
