@@ -10,11 +10,13 @@
 # Results: docs/tuning/zh+math-lr-edge/<trial>/ (summary.json: dev_loss before and after).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-smartfed="$repo/.venv/bin/smartfed"; [[ -x "$smartfed" ]] || smartfed=smartfed
+smartfed="$repo/.venv/bin/smartfed"; python="$repo/.venv/bin/python"
+[[ -x "$smartfed" ]] || { smartfed=smartfed; python=python3; }
 out="$repo/docs/tuning/zh+math-lr-edge"
-scale=(--set data.composition=zh+math --set federation.num_clients=10 --set federation.clients_per_round=3 --set federation.rounds=3
-       --set training.local_steps=2 --set training.batch_size=4 --set training.max_length=160 --set eval.every=3
-       --set eval.examples=32 --set eval.split=dev --set "run.out_dir=$out")
+# the tuning scale itself (smartfed.tune.SCALE), as --set options
+mapfile -t scale < <("$python" -c 'from smartfed.tune import SCALE
+for key, value in SCALE.items(): print("--set"); print(f"{key}={value}")')
+scale+=(--set data.composition=zh+math --set "run.out_dir=$out")
 for method in smartfed module-router; do
   for lr in 0.03 0.1 0.3; do
     name="lr-$method-$lr"
@@ -23,7 +25,6 @@ for method in smartfed module-router; do
     "$smartfed" run "${scale[@]}" --set "run.name=$name" --set "run.method=$method" --set "training.lr=$lr"
   done
 done
-python="$repo/.venv/bin/python"; [[ -x "$python" ]] || python=python3
 "$python" - "$out" <<'PY'
 import json, sys
 from pathlib import Path
