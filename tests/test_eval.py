@@ -10,7 +10,7 @@ from smartfed.data.tokenize import collate, encode_for_training
 from smartfed.eval.generate import generate, heldout_loss, item_losses
 from smartfed.data.math_answers import answers_match
 from smartfed.eval.sandbox import run_program
-from smartfed.eval.suites import _code_program, _pal_answer, extract_code, run_suite
+from smartfed.eval.suites import _code_program, _pal_answer, extract_code, program_given, run_suite
 
 
 def test_extract_code():
@@ -18,6 +18,22 @@ def test_extract_code():
     assert extract_code("```\nx = 1\n```\n```python\ndef g(): pass\n```") == "def g(): pass\n"
     assert extract_code("```python\ndef h():\n    return 2") == "def h():\n    return 2"  # cut off by the token limit
     assert extract_code("def raw(): pass") == "def raw(): pass"
+
+
+@pytest.mark.parametrize("full, stops", [
+    ("Here:\n```python\ndef f():\n    return 1\n```\nThis returns one. ```python\ndef g(): pass\n```", True),
+    ("```\nx = 1\n```\nthen\n```py\ndef g(): pass\n```\nmore text", True),  # the block without a def does not stop it
+    ("```\nx = 1\n```\nno function follows", False),
+    ("def raw(): pass\n\nprint(raw())", False),  # unfenced: only the token limit ends it
+    ("```python\ndef h():\n    return 2", False),  # never closed
+])
+def test_generation_stops_where_no_later_text_changes_the_extracted_program(full, stops):
+    # the generator checks every prefix as tokens arrive: the first prefix that says stop must extract what the
+    # whole completion extracts (character prefixes cover every token boundary)
+    first = next((n for n in range(len(full) + 1) if program_given(full[:n])), None)
+    assert (first is not None) is stops
+    if stops:
+        assert extract_code(full[:first]) == extract_code(full) and first < len(full)
 
 
 @pytest.mark.parametrize("source", ["humaneval", "mbpp-test"])

@@ -46,15 +46,24 @@ class SuiteResult:
     items: list[dict] = field(default_factory=list)
 
 
+_FENCED = re.compile(r"```(?:python|py)?\s*\n(.*?)```", flags=re.DOTALL)
+
+
 def extract_code(text: str) -> str:
     """The first fenced code block that defines something, else the first block, else the raw text."""
-    blocks = re.findall(r"```(?:python|py)?\s*\n(.*?)```", text, flags=re.DOTALL)
+    blocks = _FENCED.findall(text)
     if not blocks and "```" in text:  # an unterminated block (generation hit the token limit)
         blocks = [text.split("```", 1)[1].split("\n", 1)[-1]]
     for block in blocks:
         if "def " in block:
             return block
     return blocks[0] if blocks else text
+
+
+def program_given(text: str) -> bool:
+    """True once `text` has a closed fenced block that defines something: no later text changes what
+    `extract_code` takes, so generation can stop there (the explanation the model writes after its code)."""
+    return any("def " in block for block in _FENCED.findall(text))
 
 
 def _code_program(example: Example, output: str) -> str:
@@ -83,8 +92,9 @@ def run_suite(model, tokenizer, name: str, limit: int | None = None, batch_size:
     if suite.kind == "pal":  # the same questions, asked for a program
         examples = [replace(e, style="pal") for e in examples]
     limit_tokens = min(suite.max_new_tokens, max_new_tokens or suite.max_new_tokens)
+    # a row stops once its score is fixed: a math answer at its final number, a program at its closed code block
     outputs = generate(model, tokenizer, [task_prompt(e) for e in examples], limit_tokens, batch_size, desc=name,
-                       stop_when=answer_given if suite.kind == "math" else None)  # a math answer ends at its final number
+                       stop_when=answer_given if suite.kind == "math" else program_given)
     score: Callable[[Example, str], tuple[str | None, bool]]
     if suite.kind == "math":
         def score(e, out):
