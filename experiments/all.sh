@@ -9,8 +9,8 @@
 # So a queue can be restarted one worker at a time while the old one's last runs finish: `all.sh 1 1` for each.
 #
 # The queue: zh+math's comparison (every method at seed 0, the coverage pools at seed 0, every method at seeds 1
-# and 2), then the data-fraction sweep (the paper's 10% claim, on zh+math), then zh+math's coverage pools at
-# seeds 1 and 2; then math+code and zh+code the same way. A finished run is skipped, a stopped one resumes at its
+# and 2), then the data-fraction sweep (the paper's 10% claim, on zh+math); then math+code and zh+code the same
+# way (without the sweep); then every composition's coverage pools at seeds 1 and 2. A finished run is skipped, a stopped one resumes at its
 # last round, a run another process is writing is passed over. Running time on 2 CPU cores: see the README's "Budget".
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
@@ -27,8 +27,10 @@ queue() {
     coverage_jobs "$composition" 0  # the first seed of every pool before more seeds of any
     for seed in 1 2; do for m in "${main[@]}"; do echo "$composition.sh --methods $m --seeds $seed"; done; done
     if [[ $composition == zh+math ]]; then data_fraction_jobs; fi
-    coverage_jobs "$composition" 1 2
   done
+  # the coverage study's later seeds last: its first seed shows where reuse wins; every composition's comparison
+  # at three seeds comes first
+  for composition in zh+math math+code zh+code; do coverage_jobs "$composition" 1 2; done
 }
 data_fraction_jobs() {  # the claim: SmartFed on 10% of the data against FedIT on all of it
   for seed in 0 1 2; do
