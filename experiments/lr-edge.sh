@@ -1,22 +1,24 @@
 #!/usr/bin/env bash
-# The reuse methods' learning rate beyond the tuning grid's edge, on the shipped pool. docs/tuning/zh+math chose
-# 0.1 for SmartFed and the module router: the edge trial one step beyond the grid (0.03 won the grid), on the
-# 60-step pool of that time. This reruns 0.03, 0.1 and one step further (0.3) for both, at the tuning scale
+# The reuse methods' learning rate beyond the tuning grid's edge, on the shipped pool. docs/tuning/zh+math and
+# docs/tuning/math+code chose 0.1 for SmartFed and the module router: the edge trial one step beyond the grid, on
+# the 60-step pool of that time. This reruns 0.03, 0.1 and one step further (0.3) for both, at the tuning scale
 # (tuning.json "scale": 3 rounds of 3 clients x 2 steps, dev loss on 32 items), over the shipped pool, with
 # SmartFed's defaults for the rest (scaled gate, linear router, Arrow start).
 #
-#   experiments/lr-edge.sh          # about 4 minutes a trial on one core; finished trials are kept
+#   experiments/lr-edge.sh [COMPOSITION]   # zh+math unless named; about 4 minutes a trial on one core; finished
+#                                          # trials are kept
 #
-# Results: docs/tuning/zh+math-lr-edge/<trial>/ (summary.json: dev_loss before and after).
+# Results: docs/tuning/<composition>-lr-edge/<trial>/ (summary.json: dev_loss before and after).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 smartfed="$repo/.venv/bin/smartfed"; python="$repo/.venv/bin/python"
 [[ -x "$smartfed" ]] || { smartfed=smartfed; python=python3; }
-out="$repo/docs/tuning/zh+math-lr-edge"
+composition="${1:-zh+math}"
+out="$repo/docs/tuning/$composition-lr-edge"
 # the tuning scale itself (smartfed.tune.SCALE), as --set options
 mapfile -t scale < <("$python" -c 'from smartfed.tune import SCALE
 for key, value in SCALE.items(): print("--set"); print(f"{key}={value}")')
-scale+=(--set data.composition=zh+math --set "run.out_dir=$out")
+scale+=(--set "data.composition=$composition" --set "run.out_dir=$out")
 for method in smartfed module-router; do
   for lr in 0.03 0.1 0.3; do
     name="lr-$method-$lr"
