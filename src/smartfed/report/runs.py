@@ -130,11 +130,16 @@ def scale(result: RunResult, sections: tuple[str, ...] = ("model", "data", "fede
     return sorted(((k, v) for k, v in result.config.flat().items() if k.split(".")[0] in sections and k not in NOT_SCALE), key=str)
 
 
+def is_reference_for(ref: RunResult, result: RunResult, fraction: float | None = None) -> bool:
+    """Whether `ref` is FedIT at `result`'s scale on `fraction` of the data (default: `result`'s fraction)."""
+    fraction = result.config.data.fraction if fraction is None else fraction
+    return ref.method.is_reference and scale(ref) == scale(result) and ref.config.data.fraction == fraction
+
+
 def fedit_of(result: RunResult, results: list[RunResult]) -> RunResult | None:
     """The FedIT run at the same scale and data fraction, the reference for ratios: the one of the same
     seed where there is one (a training-free run, one seed for all, gets the first)."""
-    same_data = [r for r in results if r.method.is_reference and scale(r) == scale(result)
-                 and r.config.data.fraction == result.config.data.fraction]
+    same_data = [r for r in results if is_reference_for(r, result)]
     return next((r for r in same_data if r.config.run.seed == result.config.run.seed), same_data[0] if same_data else None)
 
 

@@ -5,7 +5,7 @@ names the seeds it used."""
 
 import numpy as np
 
-from smartfed.report.runs import RunResult, scale, settings
+from smartfed.report.runs import RunResult, is_reference_for, settings
 from smartfed.report.stats import interval, paired
 
 
@@ -64,14 +64,13 @@ def _pairing(runs: list[RunResult], reference: list[RunResult] | None) -> tuple[
     return *on_shared_seeds(runs, reference), 1
 
 
-def _reference(run: RunResult, references: list[list[RunResult]]) -> tuple[list[RunResult] | None, bool]:
+def _reference(run: RunResult, groups: list[list[RunResult]]) -> tuple[list[RunResult] | None, bool]:
     """FedIT's runs at `run`'s scale and data fraction, else (a data-fraction sweep without FedIT at that fraction)
     on all the data; and whether it is the latter."""
-    same_scale = [ref for ref in references if scale(ref[0]) == scale(run)]
-    same = next((ref for ref in same_scale if ref[0].config.data.fraction == run.config.data.fraction), None)
+    same = next((g for g in groups if is_reference_for(g[0], run)), None)
     if same is not None:
         return same, False
-    return next((ref for ref in same_scale if ref[0].config.data.fraction == 1), None), True
+    return next((g for g in groups if is_reference_for(g[0], run, fraction=1)), None), True
 
 
 def statistics_table(results: list[RunResult]) -> str | None:
@@ -80,12 +79,11 @@ def statistics_table(results: list[RunResult]) -> str | None:
     suites = list(dict.fromkeys(s for r in results for s in r.score_items))
     if not any(loss_cells(runs) for runs in groups.values()) and not suites:
         return None
-    references = [runs for runs in groups.values() if runs[0].method.is_reference]
     header = ["setting", "seeds", "held-out loss [95% CI]", "- FedIT's [95% CI], p",
               *(f"{s} % [95% CI] | - FedIT's (pp), p" for s in suites)]
     lines = ["| " + " | ".join(header) + " |", "|---|---:|---|---|" + "---|---|" * len(suites)]
     for label, runs in groups.items():
-        reference, on_all = _reference(runs[0], references)
+        reference, on_all = _reference(runs[0], list(groups.values()))
         mine, theirs, note, repeat = _pairing(runs, reference)
         note += " (FedIT on all the data)" * (on_all and bool(mine))
         cells = [label, str(len(runs)), _ci(loss_cells(runs)),
