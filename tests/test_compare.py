@@ -15,6 +15,13 @@ def test_no_two_method_runs_are_the_same_run(tmp_path):
     assert len(set(flat)) == len(flat)
 
 
+def test_the_standard_scale_gives_lorahub_its_own_search_budget_and_leaves_every_other_run_as_recorded(tmp_path):
+    standard = {c.run.name: c.lorahub.search_budget for c in comparison_configs("zh+math", str(tmp_path), ["lorahub", "fedit"], [1.0], quick=False)}
+    assert standard == {"lorahub": 12, "fedit": 4}  # 4: what the committed runs of the other methods record
+    quick = {c.run.name: c.lorahub.search_budget for c in comparison_configs("zh+math", str(tmp_path), ["lorahub", "fedit"], [1.0], quick=True)}
+    assert quick == {"lorahub": 3, "fedit": 3}
+
+
 def _record(tmp_path, composition="zh+math"):
     choice = {"smartfed": {"keys": {"run.method": "smartfed", "router.gate": "scaled", "training.lr": 0.03}},
               "fedit": {"keys": {"run.method": "fedit", "training.lr": 0.001}}, "lorahub": {"keys": {"run.method": "lorahub"}}}
