@@ -20,6 +20,8 @@ def test_the_standard_scale_gives_lorahub_its_own_search_budget_and_leaves_every
     assert standard == {"lorahub": 12, "fedit": 4}  # 4: what the committed runs of the other methods record
     quick = {c.run.name: c.lorahub.search_budget for c in comparison_configs("zh+math", str(tmp_path), ["lorahub", "fedit"], [1.0], quick=True)}
     assert quick == {"lorahub": 3, "fedit": 3}
+    given = comparison_configs("zh+math", str(tmp_path), ["lorahub"], [1.0], quick=False, overrides=["lorahub.search_budget=40"])
+    assert given[0].lorahub.search_budget == 40  # --set wins over the standard scale, as for every other key
 
 
 def _record(tmp_path, composition="zh+math"):

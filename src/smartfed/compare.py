@@ -82,7 +82,8 @@ def comparison_configs(composition: str, out_dir: str, methods: list[str], fract
         raise ConfigError(f"unknown method run '{unknown[0]}': expected one of {', '.join(METHOD_RUNS)}")
     controlled = {"run.name", "run.seed", "data.fraction", *(k for run in METHOD_RUNS.values() for k in run),
                   *(("training.lr",) if rates else ())}
-    fixed = sorted({item.split("=", 1)[0].strip() for item in overrides} & controlled)
+    overridden = {item.split("=", 1)[0].strip() for item in overrides}
+    fixed = sorted(overridden & controlled)
     if fixed:
         raise ConfigError(f"--set {fixed[0]}=...: expected a key the sweep does not set itself (it sets {sorted(controlled)})")
     base = load_config(overrides=list(overrides),
@@ -92,11 +93,14 @@ def comparison_configs(composition: str, out_dir: str, methods: list[str], fract
         lr = (rates or {}).get(METHOD_RUNS[method]["run.method"])
         return {} if lr is None else {"training.lr": lr}
 
+    def scale_of(method: str) -> dict:  # the standard scale's keys for this method, unless --set gave them
+        return {} if quick else {k: v for k, v in STANDARD_METHODS.get(method, {}).items() if k not in overridden}
+
     def runs_at(method: str, seed: int) -> bool:  # a training-free method is deterministic: its first seed stands for all
         return seed == seeds[0] or get_method(METHOD_RUNS[method]["run.method"]).trains_anything
 
     return [base.with_values({"run.name": _name(method, fraction, seed), "data.fraction": fraction, "run.seed": seed,
-                              **METHOD_RUNS[method], **({} if quick else STANDARD_METHODS.get(method, {})), **rate(method)})
+                              **METHOD_RUNS[method], **scale_of(method), **rate(method)})
             for seed in seeds for fraction in fractions for method in methods  # seed-major: a sweep cut short holds whole seeds
             if runs_at(method, seed)]
 
