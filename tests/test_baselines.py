@@ -27,7 +27,7 @@ from smartfed.fed.population import make_population
 from smartfed.fed.simulation import run_simulation
 from smartfed.fed.workspace import client_partitions, load_model_side
 from smartfed.methods import get_method
-from smartfed.methods.lorahub import module_weights, search_module_weights
+from smartfed.methods.lorahub import minimize_weights, module_weights, search_module_weights
 from test_exactness import peft_output
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -102,6 +102,25 @@ def test_lorahub_search_returns_its_best_weights_and_objective(fed_setup):
     set_module_weights(ws.model, start)  # the same start and seed: the same search
     again = search_module_weights(ws.model, ws.tokenizer, examples, 2, 64, budget=6, seed=3)
     assert again[0] == pytest.approx(weights)
+
+
+def test_lorahub_needs_more_evaluations_than_modules_to_search():
+    # why the standard scale gives LoRAHub 12 evaluations for 4 modules (compare.STANDARD_METHODS, README):
+    # a quadratic whose optimum is 0.05 from the start in every weight
+    tried = []
+
+    def quadratic(w):
+        tried.append(np.asarray(w).copy())
+        return float(np.sum((np.asarray(w) - 0.05) ** 2))
+
+    at_4 = minimize_weights(quadratic, np.zeros(4), budget=4, seed=0)
+    steps = [t for t in tried if np.any(t != 0)]
+    assert np.all(at_4 == 0) and len(steps) == 3 and all(sorted(t) == [0, 0, 0, 1] for t in steps)  # the 4th never moves
+    assert all(t[3] == 0 for t in tried)
+    tried.clear()
+    at_12 = minimize_weights(quadratic, np.zeros(4), budget=12, seed=0)
+    assert np.all(np.abs(at_12 - 0.05) <= 0.03) and len(tried) == 12
+    assert np.array_equal(minimize_weights(quadratic, np.zeros(4), budget=12, seed=1), at_12)  # the seed changes nothing
 
 
 def test_local_clients_train_alone_and_report_the_mean(fed_setup):

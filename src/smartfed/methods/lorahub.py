@@ -9,6 +9,7 @@ and the server averages the weights the clients found (example-weighted), like a
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -54,17 +55,23 @@ def search_module_weights(
         tokens += sum(int(b["attention_mask"].sum()) for b in batches)
         return torch.stack(losses).mean().item() + L1_WEIGHT * float(np.abs(w).mean())
 
+    best = minimize_weights(objective, np.array(module_weights(model)), budget, seed)
+    best_objective = objective(best)  # also leaves the model holding the best weights
+    return best.tolist(), best_objective, tokens
+
+
+def minimize_weights(objective: Callable[[np.ndarray], float], start: np.ndarray, budget: int, seed: int) -> np.ndarray:
+    """LoRAHub's search: Nevergrad's NGOpt over w in [-BOUND, BOUND]^N from `start`, `budget` evaluations.
+    For a few modules and small budgets NGOpt runs COBYLA (deterministic whatever the seed): its first N + 1
+    evaluations are the start and +1 on each weight, and only then does it take smaller steps."""
     import nevergrad as ng  # here, not at the top: it takes seconds to import and only this search needs it
 
-    start = np.clip(np.array(module_weights(model)), -BOUND, BOUND)
-    parametrization = ng.p.Array(init=start).set_bounds(-BOUND, BOUND)
+    parametrization = ng.p.Array(init=np.clip(start, -BOUND, BOUND)).set_bounds(-BOUND, BOUND)
     parametrization.random_state = np.random.RandomState(seed % 2**32)
     optimizer = ng.optimizers.NGOpt(parametrization=parametrization, budget=budget)
     with warnings.catch_warnings():  # NGOpt's small-budget COBYLA warns about its own settings
         warnings.simplefilter("ignore", UserWarning)
-        best = optimizer.minimize(objective).value
-    best_objective = objective(best)  # also leaves the model holding the best weights
-    return best.tolist(), best_objective, tokens
+        return optimizer.minimize(objective).value
 
 
 class LoraHub(RoutedMethod):
