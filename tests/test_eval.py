@@ -36,6 +36,16 @@ def test_generation_stops_where_no_later_text_changes_the_extracted_program(full
         assert extract_code(full[:first]) == extract_code(full) and first < len(full)
 
 
+@pytest.mark.parametrize("suite, stop", [("mbpp", "program_given"), ("gsm-hard-pal", "program_given"), ("mgsm-zh", "answer_given")])
+def test_each_suite_stops_a_row_where_its_score_is_fixed(monkeypatch, suite, stop):
+    import smartfed.eval.suites as suites
+
+    given = []
+    monkeypatch.setattr(suites, "generate", lambda model, tok, prompts, *a, stop_when=None, **k: given.append(stop_when) or [""] * len(prompts))
+    run_suite(None, None, suite, limit=1)
+    assert given[0].__name__ == stop
+
+
 @pytest.mark.parametrize("source", ["humaneval", "mbpp-test"])
 def test_reference_solutions_pass_and_wrong_ones_fail(source):
     examples = load_source(source)[:12]
