@@ -105,7 +105,7 @@ def test_lorahub_search_returns_its_best_weights_and_objective(fed_setup):
 
 
 def test_lorahub_needs_more_evaluations_than_modules_to_search():
-    # why the standard scale gives LoRAHub 12 evaluations for 4 modules (compare.STANDARD_METHODS, README):
+    # why the standard scale gives LoRAHub 12 evaluations for 4 modules (compare.STANDARD, README):
     # a quadratic whose optimum is 0.05 from the start in every weight
     tried = []
 
@@ -113,7 +113,8 @@ def test_lorahub_needs_more_evaluations_than_modules_to_search():
         tried.append(np.asarray(w).copy())
         return float(np.sum((np.asarray(w) - 0.05) ** 2))
 
-    at_4 = minimize_weights(quadratic, np.zeros(4), budget=4, seed=0)
+    with pytest.warns(UserWarning, match=r"lorahub.search_budget=4 for 4 modules: expected at least 6"):
+        at_4 = minimize_weights(quadratic, np.zeros(4), budget=4, seed=0)
     steps = [t for t in tried if np.any(t != 0)]
     assert np.all(at_4 == 0) and len(steps) == 3 and all(sorted(t) == [0, 0, 0, 1] for t in steps)  # the 4th never moves
     assert all(t[3] == 0 for t in tried)

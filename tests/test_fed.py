@@ -313,6 +313,23 @@ def test_resume_refuses_settings_that_change_what_was_trained(fed_config, capsys
     assert "# resumed with federation.rounds = 2 (was 1)" in saved and saved.startswith("# ")
 
 
+def test_a_run_ignores_the_config_sections_of_other_methods(tmp_path):
+    # a FedIT run recorded with LoRAHub's old search budget and another Arrow top-k is the same run under the new
+    # defaults; a LoRAHub run with another budget is not
+    fedit = load_config(overrides=[f"run.out_dir={tmp_path}", "run.name=fedit", "run.method=fedit", "lorahub.search_budget=4",
+                                   "arrow.top_k=2"])
+    RunFolder(fedit.run_dir).create(fedit)
+    assert RunFolder(fedit.run_dir).changed_settings(fedit.with_values({"lorahub.search_budget": 12, "arrow.top_k": 3})) == {}
+    with pytest.raises(ConfigError, match="training.batch_size"):  # what FedIT reads still counts
+        RunFolder(fedit.run_dir).changed_settings(fedit.with_values({"training.batch_size": 7}))
+    hub = fedit.with_values({"run.name": "lorahub", "run.method": "lorahub"})
+    RunFolder(hub.run_dir).create(hub)
+    with pytest.raises(ConfigError, match=r"lorahub.search_budget=12, found 4"):
+        RunFolder(hub.run_dir).changed_settings(hub.with_values({"lorahub.search_budget": 12}))
+    assert "lorahub.search_budget" not in fedit.in_effect() and "arrow.top_k" not in fedit.in_effect()
+    assert hub.in_effect() == {k: v for k, v in hub.flat().items() if not k.startswith("arrow.")}
+
+
 def test_a_comparison_rescores_a_finished_run_whose_evaluation_settings_changed(fed_config, monkeypatch):
     import shutil
 

@@ -5,7 +5,7 @@ import pytest
 
 from smartfed.config import load_config
 from smartfed.fed.records import ClientRecord, RoundRecord, Summary
-from smartfed.report.runs import RunResult
+from smartfed.report.runs import RunResult, settings
 from smartfed.report.statistics import eeqa_table, statistics_table
 from smartfed.report.stats import DRAWS, interval, paired
 
@@ -45,14 +45,22 @@ def test_paired_differences():
         paired(a, (a[0][:2], a[1][:2]))
 
 
-def run(name, method, seed, items, scores):
+def run(name, method, seed, items, scores, *overrides):
     metrics = [RoundRecord(round=0, heldout_loss=9.0), RoundRecord(round=1, heldout_loss=sum(t for t, _ in items) / sum(n for _, n in items),
                                                                     heldout_items=items, clients=[ClientRecord(client=0, tokens=1)])]
     summary = Summary(method=method, rounds=1, initial_heldout_loss=9.0, final_heldout_loss=metrics[-1].heldout_loss, cumulative_bytes_up=1,
                       cumulative_bytes_down=1, state_bytes=1, pool_bytes_per_client_once=0, energy_compute_j=1.0, energy_radio_j=0.0,
                       client_cpu_s=1.0, wall_s=1.0, final_checkpoint="")
-    config = load_config(overrides=[f"run.method={method}", f"run.seed={seed}", f"run.name={name}"])
+    config = load_config(overrides=[f"run.method={method}", f"run.seed={seed}", f"run.name={name}", *overrides])
     return RunResult(name, config, metrics, summary, {"mbpp": scores})
+
+
+def test_seeds_group_on_what_their_method_reads():
+    fedit = [run("fedit", "fedit", 0, [(2.0, 2)], [1.0], "lorahub.search_budget=4"), run("fedit-seed1", "fedit", 1, [(2.0, 2)], [1.0])]
+    hub = [run("lorahub", "lorahub", 0, [(2.0, 2)], [1.0], "lorahub.search_budget=4"), run("lorahub-seed1", "lorahub", 1, [(2.0, 2)], [1.0])]
+    groups = settings(fedit + hub)
+    assert {label: [r.name for r in runs] for label, runs in groups.items()} == {
+        "fedit": ["fedit", "fedit-seed1"], "lorahub": ["lorahub"], "lorahub-seed1": ["lorahub-seed1"]}  # 4 and 12 evaluations
 
 
 def test_statistics_table_groups_seeds_and_compares_with_fedit():

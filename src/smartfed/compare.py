@@ -35,16 +35,14 @@ METHOD_RUNS: dict[str, dict] = {
 # The scale the README's results use on 2 CPU cores (its "Budget" section says how it was sized): 20 rounds of
 # 2 clients taking 1 step of 4 examples; the reported held-out loss on 200 items after the last round, the
 # curve on the first 32 of them every round; each composition's benchmark suites (STANDARD_SUITES).
-# lorahub.search_budget = 4 is what the runs of every other method record (they read no lorahub key; it stays so
-# that their committed configs and new seeds match): LoRAHub's own runs search 12 (STANDARD_METHODS).
 STANDARD = {"federation.num_clients": 10, "federation.clients_per_round": 2, "federation.rounds": 20, "training.local_steps": 1,
-            "training.batch_size": 4, "training.max_length": 160, "eval.examples": 200, "eval.curve_examples": 32,
-            "lorahub.search_budget": 4}
-# LoRAHub's search at the standard scale: 12 loss evaluations per client round (the config's default; LoRAHub's
-# one-shot search uses 40). With 4 pool modules NGOpt runs COBYLA, which spends N + 1 = 5 evaluations on its first
-# simplex (the start and +1 on each module's weight) and then takes shrinking steps; at 4 it never gets past the
-# simplex, tries +1 on three modules only, and the federated weights freeze within a few rounds (README).
-STANDARD_METHODS = {"lorahub": {"lorahub.search_budget": 12}}
+            "training.batch_size": 4, "training.max_length": 160, "eval.examples": 200, "eval.curve_examples": 32}
+# LoRAHub searches the config's default 12 loss evaluations per client round (LoRAHub's one-shot search uses 40).
+# With 4 pool modules NGOpt runs COBYLA, which spends N + 1 = 5 evaluations on its first simplex (the start and +1
+# on each module's weight) and then takes shrinking steps; the first runs here searched 4, never got past the
+# simplex, tried +1 on three modules only, and the federated weights froze within a few rounds (README). Runs
+# of the other methods made then record lorahub.search_budget = 4: they read no lorahub key, and resuming and
+# grouping them ignore it (RunConfig.in_effect).
 # MGSM-zh answers at most 128 new tokens (the suite's own limit is 256): the 135M models that do not answer in
 # the format ramble to the limit, and generation was 24-26 min of a 40-min run. The two runs first scored at 256
 # (zh+math Arrow and SmartFed seed 0, commit 00baae3) score 2 and 3 of 250 rescored at 128, against 3 and 4.
@@ -54,7 +52,7 @@ STANDARD_SUITES = {"zh+math": {"eval.suites": ["mgsm-zh"], "eval.score_examples"
 # The CI smoke scale (--quick).
 QUICK = {"federation.num_clients": 4, "federation.clients_per_round": 2, "federation.min_clients": 1, "federation.rounds": 2,
          "training.local_steps": 1, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4, "eval.score_examples": 2,
-         "lorahub.search_budget": 3}
+         "lorahub.search_budget": 6}  # the fewest that search past COBYLA's first simplex with 4 modules
 
 
 def tuned_rates(tuning_dir: str, composition: str) -> dict[str, float]:
@@ -93,14 +91,11 @@ def comparison_configs(composition: str, out_dir: str, methods: list[str], fract
         lr = (rates or {}).get(METHOD_RUNS[method]["run.method"])
         return {} if lr is None else {"training.lr": lr}
 
-    def scale_of(method: str) -> dict:  # the standard scale's keys for this method, unless --set gave them
-        return {} if quick else {k: v for k, v in STANDARD_METHODS.get(method, {}).items() if k not in overridden}
-
     def runs_at(method: str, seed: int) -> bool:  # a training-free method is deterministic: its first seed stands for all
         return seed == seeds[0] or get_method(METHOD_RUNS[method]["run.method"]).trains_anything
 
     return [base.with_values({"run.name": _name(method, fraction, seed), "data.fraction": fraction, "run.seed": seed,
-                              **METHOD_RUNS[method], **scale_of(method), **rate(method)})
+                              **METHOD_RUNS[method], **rate(method)})
             for seed in seeds for fraction in fractions for method in methods  # seed-major: a sweep cut short holds whole seeds
             if runs_at(method, seed)]
 

@@ -116,11 +116,12 @@ class RunFolder:
     def changed_settings(self, config: RunConfig) -> dict[str, tuple]:
         """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml; ConfigError
         where a difference is not in RESUMABLE_KEYS (that run trained something else). Where the folder is
-        (run.out_dir, run.name) is no setting, nor where the pool's adapter folders are: the pool is the bytes
+        (run.out_dir, run.name) is no setting, nor another method's config section (RunConfig.in_effect), nor
+        where the pool's adapter folders are: the pool is the bytes
         the header's adapters_sha256 records (moved folders with the same bytes are the same pool, a module
         rebuilt in place with other bytes is another), where they can be read here."""
-        saved = self._saved().flat()
-        changed = {key: (saved.get(key), value) for key, value in config.flat().items()
+        saved = self._saved().in_effect()
+        changed = {key: (saved.get(key), value) for key, value in config.in_effect().items()
                    if saved.get(key) != value and key not in LOCATION_KEYS}
         recorded, found = self.provenance().get("adapters_sha256"), _pool_digest(config)
         if recorded and found and recorded != found:

@@ -66,6 +66,10 @@ def minimize_weights(objective: Callable[[np.ndarray], float], start: np.ndarray
     evaluations are the start and +1 on each weight, and only then does it take smaller steps."""
     import nevergrad as ng  # here, not at the top: it takes seconds to import and only this search needs it
 
+    if budget < len(start) + 2:
+        warnings.warn(f"lorahub.search_budget={budget} for {len(start)} modules: expected at least {len(start) + 2} "
+                      f"(COBYLA's first simplex takes {len(start) + 1}); the search stays at its start", stacklevel=2)
+
     parametrization = ng.p.Array(init=np.clip(start, -BOUND, BOUND)).set_bounds(-BOUND, BOUND)
     parametrization.random_state = np.random.RandomState(seed % 2**32)
     optimizer = ng.optimizers.NGOpt(parametrization=parametrization, budget=budget)

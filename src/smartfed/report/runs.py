@@ -107,11 +107,11 @@ def base_name(result: RunResult) -> str:
 
 def settings(results: list[RunResult]) -> dict[str, list[RunResult]]:
     """Label -> the runs of one setting, by seed: runs whose names differ only in their -seedN suffix and whose
-    configs differ only in name and seed (two runs of one config under other names stay apart). The label
-    is the shortest run name of the setting."""
+    configs differ only in name and seed, in what their method reads (RunConfig.in_effect; two runs of one
+    config under other names stay apart). The label is the shortest run name of the setting."""
     groups: dict[str, list[RunResult]] = {}
     for r in results:
-        same = {k: v for k, v in r.config.flat().items() if k not in ("run.name", "run.seed")}
+        same = {k: v for k, v in r.config.in_effect().items() if k not in ("run.name", "run.seed")}
         groups.setdefault(base_name(r) + repr(sorted(same.items(), key=str)), []).append(r)
     return {min((r.name for r in runs), key=len): sorted(runs, key=lambda r: r.config.run.seed) for runs in groups.values()}
 
@@ -255,7 +255,7 @@ def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
     """Mean benchmark score and final held-out loss against data fraction, per method, averaged over seeds (sweeps only)."""
     by_setting: dict[str, dict[float, list[RunResult]]] = {}
     for r in results:  # runs that differ only in their data fraction, seed and name form one sweep
-        same = {k: v for k, v in r.config.flat().items() if k not in ("run.name", "run.seed", "data.fraction")}
+        same = {k: v for k, v in r.config.in_effect().items() if k not in ("run.name", "run.seed", "data.fraction")}
         by_setting.setdefault(repr(sorted(same.items(), key=str)), {}).setdefault(r.config.data.fraction, []).append(r)
     sweeps = {_sweep_label([r for rs in by_fraction.values() for r in rs]): by_fraction
               for by_fraction in by_setting.values() if len(by_fraction) > 1}

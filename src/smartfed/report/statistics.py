@@ -96,7 +96,7 @@ def statistics_table(results: list[RunResult]) -> str | None:
 
 
 def _without(runs: list[RunResult], *keys: str) -> list:
-    return sorted(((k, v) for k, v in runs[0].config.flat().items() if k not in ("run.name", "run.seed", *keys)), key=str)
+    return sorted(((k, v) for k, v in runs[0].config.in_effect().items() if k not in ("run.name", "run.seed", *keys)), key=str)
 
 
 def eeqa_table(results: list[RunResult]) -> str | None:
