@@ -140,7 +140,9 @@ class RunFolder:
         with new evaluation settings): config.toml holds the new values, its header keeps the first run's
         provenance and says what changed, what it was and which code resumed. The summary, made under the
         old settings, goes first: until the resumed run writes its own, the run is unfinished. Where the
-        folder and its pool's folders are stays as first written (no other machine's paths come in)."""
+        folder and its pool's folders are stays as first written (no other machine's paths come in), and so
+        do the sections of other methods (the run never read them: recording new values would be a change
+        the header does not name)."""
         changed = self.changed_settings(config)
         if not changed:
             return
@@ -149,7 +151,8 @@ class RunFolder:
         header = [line for line in (self.path / CONFIG).read_text().splitlines(keepends=True) if line.startswith("#")]
         header += [f"# resumed with {key} = {new!r} (was {old!r})\n" for key, (old, new) in changed.items()]
         header.append(f"# resumed at git_revision = {provenance()['git_revision']}\n")
-        kept = config.with_values({key: saved[key] for key in (*LOCATION_KEYS, "pool.adapters")})
+        unread = [key for key in saved if key not in config.in_effect()]
+        kept = config.with_values({key: saved[key] for key in (*LOCATION_KEYS, "pool.adapters", *unread)})
         atomic_write_text(self.path / CONFIG, "".join(header) + kept.to_toml())
 
     def config(self) -> RunConfig:
