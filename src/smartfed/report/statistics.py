@@ -80,7 +80,7 @@ def statistics_table(results: list[RunResult]) -> str | None:
     if not any(loss_cells(runs) for runs in groups.values()) and not suites:
         return None
     header = ["setting", "seeds", "held-out loss [95% CI]", "- FedIT's [95% CI], p",
-              *(f"{s} % [95% CI] | - FedIT's (pp), p" for s in suites)]
+              *(cell for s in suites for cell in (f"{s} % [95% CI]", "- FedIT's (pp), p"))]
     lines = ["| " + " | ".join(header) + " |", "|---|---:|---|---|" + "---|---|" * len(suites)]
     for label, runs in groups.items():
         reference, on_all = _reference(runs[0], list(groups.values()))
