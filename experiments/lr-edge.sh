@@ -6,27 +6,26 @@
 # SmartFed's defaults for the rest (scaled gate, linear router, Arrow start).
 #
 #   experiments/lr-edge.sh [COMPOSITION]   # zh+math unless named; about 4 minutes a trial on one core; finished
-#                                          # trials are kept
+#                                          # trials are kept, a stopped one resumes
 #
 # Results: docs/tuning/<composition>-lr-edge/<trial>/ (summary.json: dev_loss before and after).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
-smartfed="$repo/.venv/bin/smartfed"; python="$repo/.venv/bin/python"
-[[ -x "$smartfed" ]] || { smartfed=smartfed; python=python3; }
+python="$repo/.venv/bin/python"; [[ -x "$python" ]] || python=python3
 composition="${1:-zh+math}"
 out="$repo/docs/tuning/$composition-lr-edge"
-# the tuning scale itself (smartfed.tune.SCALE), as --set options
-mapfile -t scale < <("$python" -c 'from smartfed.tune import SCALE
-for key, value in SCALE.items(): print("--set"); print(f"{key}={value}")')
-scale+=(--set "data.composition=$composition" --set "run.out_dir=$out")
-for method in smartfed module-router; do
-  for lr in 0.03 0.1 0.3; do
-    name="lr-$method-$lr"
-    [[ -f "$out/$name/summary.json" ]] && { echo "$name: finished earlier, kept"; continue; }
-    rm -rf "${out:?}/$name"  # a trial stopped mid-way starts again (3 rounds)
-    "$smartfed" run "${scale[@]}" --set "run.name=$name" --set "run.method=$method" --set "training.lr=$lr"
-  done
-done
+# at the tuning scale itself (smartfed.tune.SCALE); compare's runner keeps a finished trial only where its config is
+# the one asked for (else it names the difference), and resumes a stopped one
+"$python" - "$composition" "$out" <<'PY'
+import sys
+from smartfed.compare import run_comparison
+from smartfed.config import load_config
+from smartfed.tune import SCALE
+composition, out = sys.argv[1:]
+run_comparison([load_config(base={**SCALE, "data.composition": composition, "run.out_dir": out, "run.name": f"lr-{method}-{lr}",
+                                  "run.method": method, "training.lr": lr})
+                for method in ("smartfed", "module-router") for lr in (0.03, 0.1, 0.3)], skip_busy=False)
+PY
 "$python" - "$out" <<'PY'
 import json, sys
 from pathlib import Path
