@@ -105,7 +105,7 @@ def test_lorahub_search_returns_its_best_weights_and_objective(fed_setup):
 
 
 def test_lorahub_needs_more_evaluations_than_modules_to_search():
-    # why the standard scale gives LoRAHub 12 evaluations for 4 modules (compare.STANDARD, README):
+    # why LoRAHub searches 12 evaluations a round by default for 4 modules (config.LorahubSection, README):
     # a quadratic whose optimum is 0.05 from the start in every weight
     tried = []
 
