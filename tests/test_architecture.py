@@ -122,3 +122,25 @@ def test_adding_a_method_is_one_class_and_one_registry_line(tiny_model_folder, t
                           "training.batch_size": 2, "training.max_length": 48, "eval.examples": 2})
     summary = run_simulation(config, log=lambda *_: None)
     assert summary.method == "my-router" and json.loads((config.run_dir / "summary.json").read_text())["rounds"] == 1
+
+
+def test_the_readme_gives_every_config_default_as_config_py_has_it():
+    import re
+    import tomllib
+
+    from smartfed.config import RunConfig
+
+    readme = (SRC.parents[1] / "README.md").read_text()
+    block = readme.split("The sections, with their defaults:\n\n```toml\n", 1)[1].split("```", 1)[0]
+    listed: dict[str, dict] = {}
+    section = None
+    for line in block.splitlines():
+        head = re.match(r"\[([\w.]+)\]", line)
+        section = head.group(1) if head else section  # a line without [section] goes on the one above
+        if "." in section:  # [eeqa.device_budgets]: an example, not a default
+            continue
+        for key, value in re.findall(r"(\w+) = (\"[^\"]*\"|\[[^\]]*\]|[-+\w.]+)", line.split("#", 1)[-1]):
+            listed.setdefault(section, {})[key] = tomllib.loads(f"{key} = {value}")[key]
+    defaults = {name: dict(values) for name, values in RunConfig().model_dump(mode="json").items()}
+    defaults["eeqa"].pop("device_budgets")
+    assert listed == defaults
