@@ -322,10 +322,11 @@ def test_a_run_ignores_the_config_sections_of_other_methods(tmp_path):
     assert RunFolder(fedit.run_dir).changed_settings(fedit.with_values({"lorahub.search_budget": 12, "arrow.top_k": 3})) == {}
     with pytest.raises(ConfigError, match="training.batch_size"):  # what FedIT reads still counts
         RunFolder(fedit.run_dir).changed_settings(fedit.with_values({"training.batch_size": 7}))
-    RunFolder(fedit.run_dir).update_config(fedit.with_values({"lorahub.search_budget": 12, "eval.every": 2}))
-    saved = (fedit.run_dir / "config.toml").read_text()  # the resume's change is recorded, the unread key kept as it was
+    RunFolder(fedit.run_dir).update_config(fedit.with_values({"lorahub.search_budget": 12, "arrow.top_k": 3, "eval.every": 2}))
+    saved = (fedit.run_dir / "config.toml").read_text()  # the resume's change is recorded, the unread keys kept as they were
     assert "# resumed with eval.every = 2 (was 1)" in saved and "search_budget" not in saved.split("[lorahub]")[0]
-    assert RunFolder(fedit.run_dir).config().lorahub.search_budget == 4 and RunFolder(fedit.run_dir).config().eval.every == 2
+    resumed = RunFolder(fedit.run_dir).config()
+    assert (resumed.lorahub.search_budget, resumed.arrow.top_k, resumed.eval.every) == (4, 2, 2)
     hub = fedit.with_values({"run.name": "lorahub", "run.method": "lorahub"})
     RunFolder(hub.run_dir).create(hub)
     with pytest.raises(ConfigError, match=r"lorahub.search_budget=12, found 4"):

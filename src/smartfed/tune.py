@@ -38,7 +38,7 @@ SCALE = {"federation.num_clients": 10, "federation.clients_per_round": 3, "feder
 PINNED = {"router.gate": "softmax", "router.kind": "linear", "router.init": "random", "training.lr": 5e-3}
 QUICK = {"federation.num_clients": 4, "federation.clients_per_round": 2, "federation.min_clients": 1, "federation.rounds": 1,
          "training.local_steps": 1, "training.batch_size": 2, "training.max_length": 64, "eval.examples": 4, "eval.every": 1,
-         "eval.split": "dev", "lorahub.search_budget": 3}
+         "eval.split": "dev", "lorahub.search_budget": 6}
 
 
 def routing_trials() -> dict[str, dict]:

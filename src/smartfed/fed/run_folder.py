@@ -151,7 +151,8 @@ class RunFolder:
         header = [line for line in (self.path / CONFIG).read_text().splitlines(keepends=True) if line.startswith("#")]
         header += [f"# resumed with {key} = {new!r} (was {old!r})\n" for key, (old, new) in changed.items()]
         header.append(f"# resumed at git_revision = {provenance()['git_revision']}\n")
-        unread = [key for key in saved if key not in config.in_effect()]
+        read = config.in_effect()
+        unread = [key for key in saved if key not in read]
         kept = config.with_values({key: saved[key] for key in (*LOCATION_KEYS, "pool.adapters", *unread)})
         atomic_write_text(self.path / CONFIG, "".join(header) + kept.to_toml())
 

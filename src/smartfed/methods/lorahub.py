@@ -68,7 +68,7 @@ def minimize_weights(objective: Callable[[np.ndarray], float], start: np.ndarray
 
     if budget < len(start) + 2:
         warnings.warn(f"lorahub.search_budget={budget} for {len(start)} modules: expected at least {len(start) + 2} "
-                      f"(COBYLA's first simplex takes {len(start) + 1}); the search stays at its start", stacklevel=2)
+                      f"(COBYLA's first simplex takes {len(start) + 1}); the search never gets past that simplex", stacklevel=2)
 
     parametrization = ng.p.Array(init=np.clip(start, -BOUND, BOUND)).set_bounds(-BOUND, BOUND)
     parametrization.random_state = np.random.RandomState(seed % 2**32)
