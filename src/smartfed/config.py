@@ -155,10 +155,10 @@ class ArrowSection(Section):
     temperature: float = Field(1.0, gt=0, description="arrow: softmax temperature over the kept scores")
 
 
-# Sections named after the one method that reads them. A run of any other method ignores them: resuming it and
-# grouping its seeds compare what the run's method reads (RunConfig.in_effect), so a changed LoRAHub search
-# budget is no other method's new setting.
-METHOD_SECTIONS = ("lorahub", "arrow")
+# Sections that only some methods read (Method.config_sections: lora, lorahub, arrow). A run of any other method
+# ignores them: resuming it and grouping its seeds compare what the run's method reads (RunConfig.in_effect), so
+# a changed LoRAHub search budget is no other method's new setting.
+METHOD_SECTIONS = frozenset(section for method in METHODS.values() for section in method.config_sections)
 
 
 class RunConfig(Section):
@@ -220,10 +220,10 @@ class RunConfig(Section):
         return {f"{section}.{key}": value for section, values in self.model_dump().items() for key, value in values.items()}
 
     def in_effect(self) -> dict[str, Any]:
-        """flat() without the sections of methods other than this run's (METHOD_SECTIONS): every key that can
-        change what this run computes."""
-        return {key: value for key, value in self.flat().items()
-                if (section := key.split(".")[0]) not in METHOD_SECTIONS or section == self.run.method}
+        """flat() without the sections only other methods read (METHOD_SECTIONS): every key that can change what
+        this run computes."""
+        own = METHODS[self.run.method].config_sections
+        return {key: value for key, value in self.flat().items() if (section := key.split(".")[0]) not in METHOD_SECTIONS or section in own}
 
     def with_values(self, values: dict[str, Any]) -> "RunConfig":
         """A new config with some "section.key" values changed, validated again."""

@@ -40,6 +40,9 @@ class Method:
     is_reference: ClassVar[bool] = False  # the method the report's ratios are computed against (FedIT)
     trains_anything: ClassVar[bool] = True  # False: a training-free method; its run is round 0 alone
     folds_into_base: ClassVar[bool] = False  # True: each round's aggregate is folded into the base weights (FLoRA)
+    # Config sections that only some methods read, those this one reads (a run of another method ignores them:
+    # RunConfig.in_effect)
+    config_sections: ClassVar[tuple[str, ...]] = ()
     # The learning rate a run uses when training.lr is 0 (the default): the method's own, chosen on the
     # zh+math dev split by `smartfed tune` (docs/tuning/zh+math/tuning.md).
     lr: ClassVar[float] = 5e-3

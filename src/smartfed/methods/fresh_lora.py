@@ -48,6 +48,7 @@ class FreshLora(Method):
 
     ships_pool = False
     freeze_a = False
+    config_sections = ("lora",)
 
     def attach(self, model: nn.Module, pool: ExpertPool, config: RunConfig) -> nn.Module:
         return attach_fresh_lora(model, pool_target_types(pool), config.lora.rank, config.lora.alpha, self.freeze_a)

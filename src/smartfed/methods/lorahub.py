@@ -81,6 +81,7 @@ def minimize_weights(objective: Callable[[np.ndarray], float], start: np.ndarray
 class LoraHub(RoutedMethod):
     name = "lorahub"
     passes_per_token = 1  # the search only runs forward passes
+    config_sections = ("lorahub",)
 
     def router_kind(self, config: RunConfig) -> str:
         return "static"
