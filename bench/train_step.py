@@ -16,6 +16,8 @@ then reaches 24 GB RSS for 2.4 GB of live data), so the bench pins MALLOC_MMAP_T
 variant alike and RSS measures live memory. The naive loop is ~20x slower: it runs 1 timed step a round.
 
     python bench/train_step.py            # ~5 min on 2 CPU cores
+    python bench/train_step.py --device cuda --dtype bfloat16   # a GPU: peak GPU memory instead of RSS
+    python bench/train_step.py --device cuda --dtype 4bit       # SmartFed on a 4-bit base against QLoRA (smartfed[gpu])
 """
 
 import argparse
@@ -164,7 +166,8 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (bare and lora-r8 always run: the ratios' bases)")
     parser.add_argument("--memory-of", choices=VARIANTS, help=argparse.SUPPRESS)
     parser.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N | mps (GPU memory: peak allocated by the steps)")
-    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 (the base model's)")
+    parser.add_argument("--dtype", default="float32", help="float32 | bfloat16 | float16 | 4bit | 8bit (the base model's; "
+                                                           "4bit loads it through bitsandbytes as QLoRA does, so lora-r8 is a QLoRA step)")
     args = parser.parse_args()
     PLACE.update(device=args.device, dtype=args.dtype)
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") != MMAP_THRESHOLD:  # must be set before the process starts
