@@ -80,8 +80,7 @@ def comparison_configs(composition: str, out_dir: str, methods: list[str], fract
         raise ConfigError(f"unknown method run '{unknown[0]}': expected one of {', '.join(METHOD_RUNS)}")
     controlled = {"run.name", "run.seed", "data.fraction", *(k for run in METHOD_RUNS.values() for k in run),
                   *(("training.lr",) if rates else ())}
-    overridden = {item.split("=", 1)[0].strip() for item in overrides}
-    fixed = sorted(overridden & controlled)
+    fixed = sorted({item.split("=", 1)[0].strip() for item in overrides} & controlled)
     if fixed:
         raise ConfigError(f"--set {fixed[0]}=...: expected a key the sweep does not set itself (it sets {sorted(controlled)})")
     base = load_config(overrides=list(overrides),

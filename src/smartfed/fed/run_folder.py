@@ -117,9 +117,9 @@ class RunFolder:
         """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml; ConfigError
         where a difference is not in RESUMABLE_KEYS (that run trained something else). Where the folder is
         (run.out_dir, run.name) is no setting, nor another method's config section (RunConfig.in_effect), nor
-        where the pool's adapter folders are: the pool is the bytes
-        the header's adapters_sha256 records (moved folders with the same bytes are the same pool, a module
-        rebuilt in place with other bytes is another), where they can be read here."""
+        where the pool's adapter folders are: the pool is the bytes the header's adapters_sha256 records (moved
+        folders with the same bytes are the same pool, a module rebuilt in place with other bytes is another),
+        where they can be read here."""
         saved = self._saved().in_effect()
         changed = {key: (saved.get(key), value) for key, value in config.in_effect().items()
                    if saved.get(key) != value and key not in LOCATION_KEYS}
