@@ -10,9 +10,9 @@
 #
 #   experiments/coverage.sh COMPOSITION matched|mismatched [--methods a,b] [--seeds 0,1,2] [--no-report] [--set ...]
 #
-# A matched module that is not built yet is built first (`smartfed pool build`, the default pool's settings,
-# about 25 min on 2 cores) into $SMARTFED_CACHE/pools/smollm2-135m-instruct-coverage/, one build at a
-# time (flock); the other modules are the default pool's (shipped, else built). Every method runs at the rate tuned for it
+# A matched module that is not built yet is built first where a run asked for has not finished (`smartfed pool
+# build`, the default pool's settings, about 25 min on 2 cores) into $SMARTFED_CACHE/pools/smollm2-135m-instruct-coverage/,
+# one build at a time (flock); the other modules are the default pool's (shipped, else built). Every method runs at the rate tuned for it
 # on the composition's dev split where docs/tuning/<composition> has one. Results and report:
 # docs/results/<composition>-pool-<matched|mismatched>/. Running time: see the README's "Budget".
 set -euo pipefail
@@ -32,14 +32,15 @@ case "$composition/$pool" in
   zh+code/mismatched) folders=("$shipped/math" "$shipped/instruct") ;;
   *) echo "coverage.sh: expected zh+math, math+code or zh+code and matched or mismatched, found $composition $pool" >&2; exit 2 ;;
 esac
-list=""
+list=""; for folder in "${folders[@]}"; do list+="${list:+,}\"$folder\""; done
+tuning=(); [[ -f "$repo/docs/tuning/$composition/tuning.json" ]] && tuning=(--tuning "$repo/docs/tuning/$composition")
+compare=(compare "$composition" --out "$repo/docs/results/$composition-pool-$pool" --methods smartfed,module-router,arrow
+         --seeds 0,1,2 "${tuning[@]}" --set "pool.adapters=[$list]" "$@")
+pending="$("$smartfed" "${compare[@]}" --pending)"  # a module is built only for a run that needs it
 for folder in "${folders[@]}"; do
-  if [[ ! -f "$folder/smartfed_card.json" ]]; then  # the card lands last: it marks a finished module
+  if [[ -n "$pending" && ! -f "$folder/smartfed_card.json" ]]; then  # the card lands last: it marks a finished module
     mkdir -p "$coverage"
     flock "$coverage/.build.lock" "$smartfed" pool build --skill "$(basename "$folder")" --out "$folder"
   fi
-  list+="${list:+,}\"$folder\""
 done
-tuning=(); [[ -f "$repo/docs/tuning/$composition/tuning.json" ]] && tuning=(--tuning "$repo/docs/tuning/$composition")
-exec "$smartfed" compare "$composition" --out "$repo/docs/results/$composition-pool-$pool" --methods smartfed,module-router,arrow \
-  --seeds 0,1,2 "${tuning[@]}" --set "pool.adapters=[$list]" "$@"
+exec "$smartfed" "${compare[@]}"

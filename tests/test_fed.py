@@ -340,10 +340,12 @@ def test_a_comparison_rescores_a_finished_run_whose_evaluation_settings_changed(
     import shutil
 
     import smartfed.fed.scores as scores
-    from smartfed.compare import run_comparison
+    from smartfed.compare import pending_runs, run_comparison
 
     config = make_config(fed_config, {"run.name": "rescore", "federation.rounds": 1})
+    assert pending_runs([config]) == [config.run_dir]  # not run yet
     run_simulation(config, log=lambda *_: None)
+    assert pending_runs([config]) == []
     before = (config.run_dir / "metrics.jsonl").read_text()
     logs = []
     run_comparison([config], log=logs.append)
@@ -354,7 +356,9 @@ def test_a_comparison_rescores_a_finished_run_whose_evaluation_settings_changed(
     monkeypatch.setattr(scores, "run_suite", lambda *a, **k: caps.append(k["max_new_tokens"]) or real_run_suite(*a, **k))
     scored = make_config(fed_config, {"run.name": "rescore", "federation.rounds": 1, "eval.score_examples": 1,
                                       "eval.suites": ["mgsm-zh"], "eval.max_new_tokens": 3})
+    assert pending_runs([scored]) == [config.run_dir]  # to be rescored
     run_comparison([scored], log=lambda *_: None)
+    assert pending_runs([scored]) == []
     assert caps == [3]
     assert (config.run_dir / "metrics.jsonl").read_text() == before  # no round trained again
     summary = json.loads((config.run_dir / "summary.json").read_text())

@@ -114,6 +114,12 @@ def _changed_settings(config: RunConfig) -> list[str]:
     return list(changed)
 
 
+def pending_runs(configs: list[RunConfig]) -> list[Path]:
+    """The run folders `run_comparison` would write: not finished, or finished with other evaluation settings
+    (a rescore). A script can build what those runs need (a pool module) only where one is pending."""
+    return [c.run_dir for c in configs if not (c.run_dir / SUMMARY).is_file() or _changed_settings(c)]
+
+
 def run_comparison(configs: list[RunConfig], log=print, skip_busy: bool = True) -> list[Path]:
     """Run every config not finished yet; return the run folders in order. A finished run whose evaluation
     settings changed (e.g. eval.max_new_tokens) resumes from its last checkpoint and is scored again. A run

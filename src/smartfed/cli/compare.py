@@ -1,4 +1,4 @@
-"""`smartfed compare COMPOSITION [--quick] [--methods ...] [--fractions ...] [--seeds ...] [--tuning DIR] [--no-report]`: every method, one report."""
+"""`smartfed compare COMPOSITION [--quick] [--methods ...] [--fractions ...] [--seeds ...] [--tuning DIR] [--pending] [--no-report]`: every method, one report."""
 
 
 def add_parser(sub) -> None:
@@ -11,6 +11,8 @@ def add_parser(sub) -> None:
     p.add_argument("--seeds", default="0", help="seeds, comma-separated (0,1,2: three runs of every method; the report gives intervals)")
     p.add_argument("--tuning", metavar="DIR", help="a `smartfed tune` folder: every method runs at the learning rate chosen "
                    "for it there (its tuning.json)")
+    p.add_argument("--pending", action="store_true", help="list the run folders not finished yet (or to be rescored), "
+                   "one a line, then stop: a script builds what they need only where one is pending")
     p.add_argument("--no-report", action="store_true", help="only the runs (sweeps split into jobs report once at the end)")
     p.add_argument("--quick", action="store_true", help="CI smoke scale: 2 rounds, 4 clients, 1 step, 2 items per suite")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override a config key for every run")
@@ -20,7 +22,7 @@ def add_parser(sub) -> None:
 def run(args) -> None:
     from pathlib import Path
 
-    from smartfed.compare import METHOD_RUNS, comparison_configs, run_comparison, tuned_rates
+    from smartfed.compare import METHOD_RUNS, comparison_configs, pending_runs, run_comparison, tuned_rates
     from smartfed.errors import ConfigError
     from smartfed.fed.run_folder import SUMMARY
     from smartfed.report.write import write_report
@@ -40,6 +42,10 @@ def run(args) -> None:
     methods = (args.methods or ",".join(METHOD_RUNS)).split(",")
     rates = tuned_rates(args.tuning, args.composition) if args.tuning else None
     configs = comparison_configs(args.composition, str(out), methods, fractions, args.quick, args.overrides, seeds, rates)
+    if args.pending:
+        for folder in pending_runs(configs):
+            print(folder)
+        return
     runs = run_comparison(configs)
     if args.no_report:
         return
