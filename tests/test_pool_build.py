@@ -22,6 +22,8 @@ def test_build_writes_a_peft_folder_with_a_card(tiny_model_folder, tmp_path):
     card = json.loads((out / "smartfed_card.json").read_text())
     assert card["steps"] == 4 and card["data"]["sources"] == ["gsm8k-train"] and len(card["losses"]) == 4
     assert not (out / "checkpoints").exists()
+    targets = json.loads((out / "adapter_config.json").read_text())["target_modules"]
+    assert targets == sorted(build.LLAMA_LINEAR_TYPES)  # not the set's hash order: the same bytes in every process
     from smartfed import load_base_model
 
     model, _ = load_base_model(tiny_model_folder)

@@ -127,6 +127,11 @@ def _write_module(out: Path, cfg: BuildConfig, peft_model, train: list, step: in
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     peft_model.save_pretrained(tmp)
+    # peft writes target_modules from a set, in the process's string-hash order: sorted, the same module is the same
+    # bytes in every process, so its adapters_sha256 (a run's record of its pool) does not depend on PYTHONHASHSEED
+    config_path = tmp / "adapter_config.json"
+    adapter_config = json.loads(config_path.read_text(encoding="utf-8"))
+    config_path.write_text(json.dumps(adapter_config | {"target_modules": sorted(adapter_config["target_modules"])}, indent=2, sort_keys=True))
     card = {
         "skill": cfg.skill,
         "base_model": cfg.model,
