@@ -2,6 +2,7 @@
 # The reports behind the README's results, from the committed run folders (no run is started):
 #   docs/results/<composition>/report/            the comparison and its coverage pools (<composition>-pool-*), one report
 #   docs/results/<composition>-data-fraction/report-data-fraction/
+#   docs/results/<composition>-matched-rebuild/report/   Arrow over a rebuild of the matched module (README)
 #
 #   experiments/report.sh        # seconds; all.sh runs it at the end
 set -euo pipefail
@@ -18,4 +19,9 @@ for composition in zh+math math+code zh+code; do
     "$smartfed" report "${runs[@]%/summary.json}" --out "$report" > /dev/null
     echo "report: ${report#$repo/}/report.md (${#runs[@]} runs)"
   done
+done
+for folder in "$repo"/docs/results/*-matched-rebuild/; do
+  runs=("$folder"*/summary.json); (( ${#runs[@]} )) || continue
+  "$smartfed" report "${runs[@]%/summary.json}" --out "${folder}report" > /dev/null
+  echo "report: ${folder#$repo/}report/report.md (${#runs[@]} runs)"
 done
