@@ -106,3 +106,17 @@ def test_the_matched_math_source_answers_in_ape210ks_format():
     train = composition_splits("math-eqn").train
     assert len(train) > 5000 and all(e.target.startswith("列式：") and answers_match(e.target.rsplit(" ", 1)[-1].rstrip("。"), e.answer)
                                      for e in train)
+
+
+def test_the_examples_a_module_trained_on_are_rebuilt_from_its_card(tiny_model_folder, tmp_path, monkeypatch):
+    from smartfed.errors import AdapterError
+
+    fed = []  # every example the build encoded, in order
+    real = build.encode_for_training
+    monkeypatch.setattr(build, "encode_for_training", lambda tok, example, *a: fed.append(example) or real(tok, example, *a))
+    out = build_module(config(tiny_model_folder, tmp_path / "math"))
+    assert len(fed) == 4 * 2 and build.trained_examples(out) == fed
+    card = json.loads((out / "smartfed_card.json").read_text())
+    (out / "smartfed_card.json").write_text(json.dumps(card | {"data": card["data"] | {"train_examples": 7}}))
+    with pytest.raises(AdapterError, match=r"its card says 7 training examples of 'math', found \d+ here"):
+        build.trained_examples(out)

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from smartfed.data import COMPOSITIONS, composition_splits
 from smartfed.data.tokenize import collate, encode_for_training
+from smartfed.errors import AdapterError
 from smartfed.models.families import LLAMA_LINEAR_TYPES
 from smartfed.models import DEFAULT_MODEL, load_base_model
 from smartfed.pool.resolve import DEFAULT_SKILLS
@@ -63,6 +64,23 @@ def _batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
         out.append(int(perm[offset]))
     return out
+
+
+def trained_examples(folder: Path, data_dir=None) -> list:
+    """The examples a module built by `build_module` trained on, in order, rebuilt from its card (each step's batch is
+    a pure function of seed and step): what a held-out set must not hold. An AdapterError where the card is missing
+    or its training split is not the one found here (other data)."""
+    try:
+        card = json.loads((Path(folder) / CARD).read_text(encoding="utf-8"))
+        skill, steps, size, seed = card["skill"], card["steps"], card["config"]["batch_size"], card["config"]["seed"]
+        expected = card["data"]["train_examples"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise AdapterError(f"module {folder}: expected {CARD} with skill, steps, config.batch_size, config.seed and "
+                           f"data.train_examples, found {type(err).__name__}: {err}") from err
+    train = composition_splits(skill, data_dir).train
+    if len(train) != expected:
+        raise AdapterError(f"module {folder}: its card says {expected} training examples of '{skill}', found {len(train)} here")
+    return [train[i] for step in range(steps) for i in _batch_indices(step, size, len(train), seed)]
 
 
 def _lr_factor(step: int, cfg: BuildConfig) -> float:

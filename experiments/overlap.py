@@ -1,0 +1,78 @@
+"""Held-out items that a pool module trained on, and what the comparison says without them.
+
+Splits are drawn per source, by a hash of each item's id (smartfed.data.compositions). Sources derived from one
+upstream dataset have other ids: gsm8k-train, gsm8k-eqn-train and gsm8k-pal-train hold the same GSM8K questions in
+three answer formats. So a question that math+code holds out (gsm8k-pal-train) may be a training question of the
+default pool's math module (gsm8k-train, chain-of-thought answers). This finds, for each run, the reported held-out
+items whose prompt (normalised) one of its pool's modules trained on (the module's batches rebuilt from its card),
+and compares the run with FedIT (same seed) on all the items and on the rest.
+
+    .venv/bin/python experiments/overlap.py docs/results/math+code docs/results/math+code-pool-*   # seconds, no model
+"""
+
+import argparse
+import sys
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+from smartfed.data import composition_splits
+from smartfed.data.compositions import normalised_prompt
+from smartfed.pool.build import trained_examples
+from smartfed.pool.resolve import default_pool_folders
+from smartfed.report.runs import RunResult
+from smartfed.report.stats import interval, paired
+
+
+@cache
+def _seen_prompts(folder: Path) -> frozenset[str]:
+    return frozenset(normalised_prompt(e.prompt) for e in trained_examples(folder))
+
+
+def _modules(run: RunResult) -> list[Path]:
+    """The modules a run reads: none for a fresh LoRA (FedIT, FFA-LoRA), else its pool's."""
+    if not run.method.ships_pool:
+        return []
+    adapters = run.config.pool.adapters
+    return [Path(a).expanduser() for a in adapters] if adapters else default_pool_folders(run.config.model.name)
+
+
+def _cells(run: RunResult, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    items = np.array(run.loss_items, dtype=float)[keep]  # (items, 2): summed NLL, answer tokens
+    return items[None, :, 0], items[None, :, 1]  # (1 seed, items) each
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="results folders (each holds run folders)")
+    args = parser.parse_args(argv)
+    runs = [RunResult.read(s.parent) for folder in args.folders for s in sorted(folder.glob("*/summary.json"))]
+    fedit = {(r.config.data.composition, r.config.run.seed): r for r in runs if r.config.run.method == "fedit" and r.config.data.fraction == 1}
+    print("| run | seed | held-out items a module trained on | loss, all items | loss, the others | - FedIT's, all | - FedIT's, the others |")
+    print("|---|---:|---|---|---|---|---|")
+    for run in runs:
+        composition, n = run.config.data.composition, len(run.loss_items)
+        heldout = composition_splits(composition).heldout[:n]
+        name = f"{Path(run.config.run.out_dir).name}/{run.name}"
+        unknown = [str(m) for m in _modules(run) if not (m / "smartfed_card.json").is_file()]
+        if unknown:  # a module not built here (or not by `smartfed pool build`): what it trained on is not known
+            print(f"| {name} | {run.config.run.seed} | not known: no card in {', '.join(unknown)} | | | | |")
+            continue
+        seen = set().union(*(_seen_prompts(m) for m in _modules(run)))
+        hit = np.array([normalised_prompt(e.prompt) in seen for e in heldout])
+        reference = fedit.get((composition, run.config.run.seed))
+
+        def versus(keep: np.ndarray) -> str:
+            if reference is None or reference is run:
+                return "-"
+            estimate, low, high, _ = paired(_cells(run, keep), _cells(reference, keep))
+            return f"{estimate:+.4f} [{low:+.4f}, {high:+.4f}]"
+
+        everything, clean = np.ones(n, dtype=bool), ~hit
+        print(f"| {name} | {run.config.run.seed} | {hit.sum()} of {n} | {interval(*_cells(run, everything))[0]:.4f} | "
+              f"{interval(*_cells(run, clean))[0]:.4f} | {versus(everything)} | {versus(clean)} |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
