@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smartfed.data import composition_splits
 from smartfed.data.compositions import normalised_prompt
+from smartfed.fed.workspace import evaluation_set
 from smartfed.pool.build import trained_examples
 from smartfed.pool.resolve import default_pool_folders
 from smartfed.report.runs import RunResult
@@ -53,7 +53,9 @@ def main(argv: list[str]) -> None:
     print("|---|---:|---|---|---|---|---|")
     for run in runs:
         composition, n = run.config.data.composition, len(run.loss_items)
-        heldout = composition_splits(composition).heldout[:n]
+        heldout = evaluation_set(run.config)  # the items the run scored, in its order
+        if len(heldout) != n:
+            raise SystemExit(f"{run.config.run_dir}: {n} scored items recorded, expected {len(heldout)} (eval.examples)")
         name = f"{Path(run.config.run.out_dir).name}/{run.name}"
         unknown = [str(m) for m in _modules(run) if not (m / "smartfed_card.json").is_file()]
         if unknown:  # a module not built here (or not by `smartfed pool build`): what it trained on is not known
