@@ -117,6 +117,9 @@ def test_the_examples_a_module_trained_on_are_rebuilt_from_its_card(tiny_model_f
     out = build_module(config(tiny_model_folder, tmp_path / "math"))
     assert len(fed) == 4 * 2 and build.trained_examples(out) == fed
     card = json.loads((out / "smartfed_card.json").read_text())
+    (out / "smartfed_card.json").write_text(json.dumps(card | {"data": card["data"] | {"train_ids_sha256": "0" * 64}}))
+    with pytest.raises(AdapterError, match=r"train_ids_sha256 is 0{64}, found [0-9a-f]{64} here: other training data of 'math'"):
+        build.trained_examples(out)
     (out / "smartfed_card.json").write_text(json.dumps(card | {"data": card["data"] | {"train_examples": 7}}))
     with pytest.raises(AdapterError, match=r"its card says 7 training examples of 'math', found \d+ here"):
         build.trained_examples(out)

@@ -6,6 +6,7 @@ a checkpoint (adapter, optimizer, step, losses) is written atomically every `che
 steps, so a killed build restarts where it stopped with the same result.
 """
 
+import hashlib
 import json
 import math
 import os
@@ -66,6 +67,11 @@ def _batch_indices(step: int, batch_size: int, n: int, seed: int) -> list[int]:
     return out
 
 
+def _ids_sha256(examples: list) -> str:
+    """sha256 of the examples' ids in order: which items, in which order, a module's steps drew from."""
+    return hashlib.sha256("\n".join(e.id for e in examples).encode()).hexdigest()
+
+
 def trained_examples(folder: Path, data_dir=None) -> list:
     """The examples a module built by `build_module` trained on, in order, rebuilt from its card (each step's batch is
     a pure function of seed and step): what a held-out set must not hold. An AdapterError where the card is missing
@@ -80,6 +86,10 @@ def trained_examples(folder: Path, data_dir=None) -> list:
     train = composition_splits(skill, data_dir).train
     if len(train) != expected:
         raise AdapterError(f"module {folder}: its card says {expected} training examples of '{skill}', found {len(train)} here")
+    ids = card["data"].get("train_ids_sha256")  # (cards written before it was recorded have only the count)
+    if ids is not None and ids != _ids_sha256(train):
+        raise AdapterError(f"module {folder}: its card's data.train_ids_sha256 is {ids}, found {_ids_sha256(train)} here: "
+                           f"other training data of '{skill}'")
     return [train[i] for step in range(steps) for i in _batch_indices(step, size, len(train), seed)]
 
 
@@ -153,7 +163,8 @@ def _write_module(out: Path, cfg: BuildConfig, peft_model, train: list, step: in
     card = {
         "skill": cfg.skill,
         "base_model": cfg.model,
-        "data": {"sources": sorted({e.source for e in train}), "train_examples": len(train), "heldout_share": 0.1, "dev_share": 0.05},
+        "data": {"sources": sorted({e.source for e in train}), "train_examples": len(train), "train_ids_sha256": _ids_sha256(train),
+                 "heldout_share": 0.1, "dev_share": 0.05},
         "config": asdict(cfg) | {"targets": list(cfg.targets), "out": None, "data_dir": None},
         "steps": step,
         "first_loss": sum(losses[:10]) / len(losses[:10]),
