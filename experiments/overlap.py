@@ -22,9 +22,10 @@ import numpy as np
 from smartfed.data.compositions import normalised_prompt
 from smartfed.fed.workspace import evaluation_set
 from smartfed.pool.build import trained_examples
-from smartfed.fed.run_folder import RunFolder
-from smartfed.pool.resolve import adapters_digest, default_pool_folders
+from smartfed.fed.run_folder import RunFolder, pool_folders
+from smartfed.pool.resolve import adapters_digest
 from smartfed.report.runs import RunResult
+from smartfed.report.statistics import loss_cells
 from smartfed.report.stats import interval, paired
 
 
@@ -37,13 +38,15 @@ def _modules(run: RunResult) -> list[Path]:
     """The modules a run reads: none for a fresh LoRA (FedIT, FFA-LoRA), else its pool's."""
     if not run.method.ships_pool:
         return []
-    adapters = run.config.pool.adapters
-    return [Path(a).expanduser() for a in adapters] if adapters else default_pool_folders(run.config.model.name)
+    folders = pool_folders(run.config)
+    if folders is None:
+        raise SystemExit(f"{run.config.run_dir}: its default pool is neither shipped nor built here")
+    return folders
 
 
 def _cells(run: RunResult, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    items = np.array(run.loss_items, dtype=float)[keep]  # (items, 2): summed NLL, answer tokens
-    return items[None, :, 0], items[None, :, 1]  # (1 seed, items) each
+    nll, tokens = loss_cells([run])  # (1 seed, items) each, as the report's statistics take them
+    return nll[:, keep], tokens[:, keep]
 
 
 def main(argv: list[str]) -> None:

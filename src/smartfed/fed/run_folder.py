@@ -52,17 +52,21 @@ def _locked(path: Path, flags: int) -> int | None:
     return fd
 
 
-def _pool_digest(config: RunConfig) -> str | None:
-    """The adapters_sha256 of `config`'s pool where it is local adapter folders (given, or the default pool)
-    that can be read here; None otherwise (hub sources, a pool file, a default pool neither shipped nor built)."""
+def pool_folders(config: RunConfig) -> list[Path] | None:
+    """`config`'s pool as adapter folders: given, or the default pool; None where the default pool is neither shipped nor built."""
     if config.pool.adapters:
-        folders = [Path(a) for a in config.pool.adapters]
-    else:
-        try:
-            folders = default_pool_folders(config.model.name)
-        except AdapterError:
-            return None
-    if not all((f / "adapter_config.json").is_file() for f in folders):
+        return [Path(a).expanduser() for a in config.pool.adapters]
+    try:
+        return default_pool_folders(config.model.name)
+    except AdapterError:
+        return None
+
+
+def _pool_digest(config: RunConfig) -> str | None:
+    """The adapters_sha256 of `config`'s pool where it is local adapter folders that can be read here; None otherwise
+    (hub sources, a pool file, a default pool neither shipped nor built)."""
+    folders = pool_folders(config)
+    if folders is None or not all((f / "adapter_config.json").is_file() for f in folders):
         return None
     return adapters_digest(folders)
 
