@@ -20,6 +20,7 @@ from smartfed.fed.run_folder import RunFolder
 from smartfed.fed.server import UpdateRejected, aggregate, check_update
 from smartfed.fed.simulation import run_simulation
 from smartfed.fed.wire import decode_state, encode_state
+from smartfed.pool.resolve import adapters_digest
 
 
 def test_aggregate_is_the_example_weighted_mean():
@@ -483,7 +484,7 @@ def test_where_a_folder_cannot_be_flocked_a_lock_file_beside_it_is(tmp_path, mon
 def test_a_run_folder_cloned_elsewhere_is_the_same_run(fed_config, tmp_path):
     """A clone of the repository at another path: the committed run folders and the pool's adapter folders
     hold the same bytes under other paths. A sweep keeps the runs, a resume goes on in the clone; adapters
-    with other bytes are another run."""
+    with other bytes are another run to go on with, while a finished run stands for the build it ran over."""
     import shutil
 
     from smartfed.cli.main import main
@@ -507,16 +508,25 @@ def test_a_run_folder_cloned_elsewhere_is_the_same_run(fed_config, tmp_path):
     saved = (there.run_dir / "config.toml").read_text()  # where it was first written stays in its config
     assert f'out_dir = "{config.run.out_dir}"' in saved and str(fed_config["pool.adapters"][0]) in saved and str(clone) not in saved
 
-    card = adapters[0] / "adapter_config.json"  # another alpha: another module
+    card = adapters[0] / "adapter_config.json"  # another alpha: another module, so the run cannot go on over it
     card.write_text(json.dumps(json.loads(card.read_text()) | {"lora_alpha": json.loads(card.read_text())["lora_alpha"] + 1}))
     with pytest.raises(ConfigError, match=r"an earlier run with other settings \(pool.adapters\)"):
-        run_comparison([there.with_values({"federation.rounds": 2})], log=lambda *_: None)
-    # the same paths, other bytes (a module rebuilt in place): another run too
+        run_comparison([there.with_values({"federation.rounds": 3})], log=lambda *_: None)
+    # the same paths, other bytes (a module rebuilt in place, or by the same recipe on another machine): the
+    # finished run is kept, and the log names both builds; going on over the rebuilt modules is another run
     original_card = Path(fed_config["pool.adapters"][0]) / "adapter_config.json"
     kept = original_card.read_text()
+    recorded = RunFolder(config.run_dir).provenance()["adapters_sha256"]
     try:
         original_card.write_text(json.dumps(json.loads(kept) | {"lora_alpha": json.loads(kept)["lora_alpha"] + 1}))
+        found = adapters_digest([Path(a) for a in fed_config["pool.adapters"]])
+        assert found != recorded and RunFolder(config.run_dir).rebuilt_pool(config) == (recorded, found)
+        logs = []
+        run_comparison([config], log=logs.append)
+        assert logs == [f"{config.run_dir}: finished earlier, kept (over an earlier build of its pool modules: "
+                        f"adapters_sha256 {recorded[:12]}…, here {found[:12]}…; its results stand for that build)"]
         with pytest.raises(ConfigError, match=r"\(pool.adapters\); expected pool.adapters='adapters_sha256 [0-9a-f]{64}'"):
-            run_comparison([config], log=lambda *_: None)
+            run_comparison([config.with_values({"federation.rounds": 2})], log=lambda *_: None)
+        assert main(["run", "--resume", str(config.run_dir), "--set", "federation.rounds=2"]) != 0
     finally:
         original_card.write_text(kept)  # the module-scoped pool other tests use

@@ -105,9 +105,13 @@ def _name(method: str, fraction: float, seed: int) -> str:
 
 def _changed_settings(config: RunConfig) -> list[str]:
     """The resumable settings (evaluation, rounds) in which `config` differs from the run already in its
-    folder; any other difference is an error: that run trained something else."""
-    changed = RunFolder(config.run_dir).changed_settings(config)  # ConfigError if that run trained something else
-    if changed and (config.run_dir / SUMMARY).is_file() and not (config.run_dir / CHECKPOINTS).is_dir():
+    folder; any other difference is an error: that run trained something else. A finished run over an
+    earlier build of the same pool modules (another machine's) is kept as it is: it stands for that build."""
+    folder, finished = RunFolder(config.run_dir), (config.run_dir / SUMMARY).is_file()
+    changed = folder.changed_settings(config, rebuilt_pool_ok=finished)  # ConfigError if that run trained something else
+    if changed:
+        folder.changed_settings(config)  # ConfigError if its modules were rebuilt: going on would train over others
+    if changed and finished and not (config.run_dir / CHECKPOINTS).is_dir():
         key, (old, new) = next(iter(changed.items()))
         raise ConfigError(f"{config.run_dir}: an earlier run with {key}={old!r}, expected {new!r}, and no checkpoints to "
                           f"resume it from (committed run folders have none): rerun it in another --out")
@@ -139,7 +143,9 @@ def _run_one(config: RunConfig, log) -> None:
     folder = config.run_dir
     changed = _changed_settings(config) if (folder / "config.toml").is_file() else []
     if (folder / SUMMARY).is_file() and not changed:
-        log(f"{folder}: finished earlier, kept")
+        rebuilt = RunFolder(folder).rebuilt_pool(config)
+        log(f"{folder}: finished earlier, kept" + ("" if rebuilt is None else f" (over an earlier build of its pool "
+            f"modules: adapters_sha256 {rebuilt[0][:12]}…, here {rebuilt[1][:12]}…; its results stand for that build)"))
         return
     resume = (folder / CHECKPOINTS).is_dir()
     if (folder / METRICS).exists() and not resume:

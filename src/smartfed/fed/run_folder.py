@@ -117,18 +117,19 @@ class RunFolder:
         atomic_write_text(self.path / CONFIG, header + config.to_toml())
         atomic_write_text(self.path / METRICS, "")
 
-    def changed_settings(self, config: RunConfig) -> dict[str, tuple]:
+    def changed_settings(self, config: RunConfig, *, rebuilt_pool_ok: bool = False) -> dict[str, tuple]:
         """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml; ConfigError
         where a difference is not in RESUMABLE_KEYS (that run trained something else). Where the folder is
         (run.out_dir, run.name) is no setting, nor another method's config section (RunConfig.in_effect), nor
         where the pool's adapter folders are: the pool is the bytes the header's adapters_sha256 records (moved
         folders with the same bytes are the same pool, a module rebuilt in place with other bytes is another),
-        where they can be read here."""
+        where they can be read here. With `rebuilt_pool_ok`, the same modules rebuilt with other bytes
+        (`rebuilt_pool`) are no change: a finished run stands for the build it ran over."""
         saved = self._saved().in_effect()
         changed = {key: (saved.get(key), value) for key, value in config.in_effect().items()
                    if saved.get(key) != value and key not in LOCATION_KEYS}
         recorded, found = self.provenance().get("adapters_sha256"), _pool_digest(config)
-        if recorded and found and recorded != found:
+        if recorded and found and recorded != found and not (rebuilt_pool_ok and self.rebuilt_pool(config)):
             changed["pool.adapters"] = (f"adapters_sha256 {recorded}", f"adapters_sha256 {found}")
         elif recorded and found and "pool.adapters" in changed:
             del changed["pool.adapters"]
@@ -138,6 +139,16 @@ class RunFolder:
                               f"{fixed[0]}={changed[fixed[0]][1]!r}, found {changed[fixed[0]][0]!r}: a resumed run keeps "
                               f"the settings it was trained with; use another folder")
         return changed
+
+    def rebuilt_pool(self, config: RunConfig) -> tuple[str, str] | None:
+        """(adapters_sha256 the run recorded, the one found here) where `config`'s pool is the run's modules by
+        name (the same adapter folder names, in order) but their bytes differ: modules rebuilt since the run,
+        e.g. on another machine by the same recipe. None where the bytes agree, or are not both known."""
+        recorded, found = self.provenance().get("adapters_sha256"), _pool_digest(config)
+        names = [[folder.name for folder in pool_folders(c) or []] for c in (self._saved(), config)]
+        if recorded and found and recorded != found and names[0] == names[1]:
+            return recorded, found
+        return None
 
     def update_config(self, config: RunConfig) -> None:
         """Record the settings a resume changed (RESUMABLE_KEYS; `smartfed run --resume --set`, or compare
