@@ -9,7 +9,9 @@ on the same seeds (runs named NAME-seedS are NAME's seeds):
   reaches 10.21; does not hold: it is below 10.21; cannot tell: it holds both 0 and 10.21.
 - convergence 3.95x, communication ~31x, energy ~3.6x: FedIT's / SmartFed's per seed (rounds to FedIT's
   final loss on the curve's items, bytes sent and received, joules). Holds: every seed reaches 3/4 of the claim; does not
-  hold: no seed does; cannot tell: some do (convergence also when a run was not evaluated every round).
+  hold: no seed does; cannot tell: some do (convergence also when a run was not evaluated every round, or
+  when untrained SmartFed, its round 0, is already at or below FedIT's final loss: its head start, not how
+  fast its training converges, which the rounds cannot tell apart).
 - 10% data beats FedIT on all of it: `smartfed-frac0.1` against `fedit` on all the data at the same scale
   (the data-fraction sweep trains more than the comparison), the paired interval of the mean score (of the
   held-out loss where no suite was scored). Holds: the interval is on SmartFed's side of 0; does not hold:
@@ -83,7 +85,12 @@ def _ratio_claim(ratios: list[float | None], claim: float, unit: str) -> tuple[s
 def convergence_claim(smart: list[RunResult], fedit: list[RunResult]) -> tuple[str, str]:
     if not all(r.evaluated_every_round for r in smart + fedit):
         return "cannot tell", "held-out loss not evaluated every round"
-    return _ratio_claim([s.speedup_over(f) for s, f in zip(smart, fedit)], CONVERGENCE, "FedIT rounds / rounds")
+    verdict, evidence = _ratio_claim([s.speedup_over(f) for s, f in zip(smart, fedit)], CONVERGENCE, "FedIT rounds / rounds")
+    ahead = [s.config.run.seed for s, f in zip(smart, fedit) if s.losses[0][1] <= f.losses[-1][1]]
+    if ahead:  # reaching FedIT's final loss then times no training: rounds cannot tell how fast training converges
+        return "cannot tell", (f"{evidence}; untrained (round 0) SmartFed is already at or below FedIT's final loss "
+                               f"(seed{'s' * (len(ahead) > 1)} {', '.join(map(str, ahead))})")
+    return verdict, evidence
 
 
 def data_claim(small: list[RunResult], fedit: list[RunResult]) -> tuple[str, str]:

@@ -237,13 +237,20 @@ def loss_plot(results: list[RunResult], out: Path) -> Path:
 
 
 def bytes_plot(results: list[RunResult], out: Path) -> Path:
-    """Held-out loss against cumulative bytes sent and received (runs that send something)."""
+    """Held-out loss against cumulative bytes sent and received (settings that send something), over seeds with
+    the loss plot's band (`_curve`); bytes are the seeds' mean at each round."""
     fig, ax = plt.subplots(figsize=(8.5, 4.5))
-    for i, r in enumerate(results):
-        sent = {m.round: m.cumulative_bytes_up + m.cumulative_bytes_down for m in r.metrics}
-        points = [(sent[rd] / 1e6, loss) for rd, loss in r.losses if rd > 0 and sent[rd] > 0]
-        if points:
-            ax.plot(*zip(*points), **_style(r, i))
+    for i, (label, runs) in enumerate(settings(results).items()):
+        sent = [{m.round: m.cumulative_bytes_up + m.cumulative_bytes_down for m in r.metrics} for r in runs]
+        rounds = sorted(rd for rd in set.intersection(*(set(dict(r.losses)) for r in runs))
+                        if rd > 0 and all(s[rd] > 0 for s in sent))
+        if not rounds:
+            continue
+        megabytes = [np.mean([s[rd] for s in sent]) / 1e6 for rd in rounds]
+        center, low, high, band = _curve(runs, rounds)
+        ax.plot(megabytes, center, **(_style(runs[0], i) | {"label": f"{label} ({len(runs)} seed{'s' * (len(runs) > 1)}, {band})"}))
+        if low is not None:
+            ax.fill_between(megabytes, low, high, color=plt.cm.tab20(i % 20), alpha=0.2)
     ax.set_xscale("log")
     ax.set_xlabel("MB sent + received by all clients (log scale)")
     ax.set_ylabel("held-out loss")
