@@ -155,3 +155,19 @@ def test_runs_of_one_config_under_other_names_stay_apart():
             run("smartfed-seed1", "smartfed", 1, [(1.0, 1)], [1.0])]
     assert {label: [r.name for r in rs] for label, rs in settings(runs).items()} == {
         "smartfed": ["smartfed", "smartfed-seed1"], "smartfed-linear": ["smartfed-linear"]}
+
+
+def test_runs_pair_only_on_the_same_items():
+    """Pairing is by item, not by position: runs that scored other items of a suite (other ids), or held-out items
+    with other answer-token counts, get no paired cell ("-"), though their counts agree."""
+    fedit = run("fedit", "fedit", 0, [(2.0, 2), (4.0, 2)], [1.0, 0.0])
+    smart = run("smartfed", "smartfed", 0, [(1.0, 2), (2.0, 2)], [1.0, 1.0])
+    fedit.score_ids, smart.score_ids = {"mbpp": ["Mbpp/1", "Mbpp/2"]}, {"mbpp": ["Mbpp/1", "Mbpp/2"]}
+    row = next(line for line in statistics_table([fedit, smart]).splitlines() if line.startswith("| smartfed |"))
+    assert row.split(" | ")[3].startswith("-0.7500 [") and row.split(" | ")[5].startswith("+50.0 [")  # by hand
+    smart.score_ids = {"mbpp": ["Mbpp/1", "Mbpp/3"]}
+    other_items = run("smartfed", "smartfed", 0, [(1.0, 2), (2.0, 3)], [1.0, 1.0])  # another item's tokens
+    other_items.score_ids = smart.score_ids
+    row = next(line for line in statistics_table([fedit, other_items]).splitlines() if line.startswith("| smartfed |"))
+    assert row.split(" | ")[3] == "-" and row.split(" | ")[5].rstrip(" |") == "-"
+    assert row.split(" | ")[2].startswith("0.6000 [")  # its own mean stands: (1 + 2) / 5

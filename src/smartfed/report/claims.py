@@ -24,7 +24,7 @@ four ratios, the data-fraction sweep's report the 10% claim.
 import numpy as np
 
 from smartfed.report.runs import RunResult, base_name, scale
-from smartfed.report.statistics import loss_cells, on_shared_seeds
+from smartfed.report.statistics import loss_cells, on_shared_seeds, score_cells
 from smartfed.report.stats import paired
 
 ACCURACY_PP, CONVERGENCE, COMMUNICATION, ENERGY = 10.21, 3.95, 31.0, 3.6
@@ -46,11 +46,10 @@ def _runs(results: list[RunResult], composition: str, name: str, like: RunResult
     return [by_seed[seed] for seed in sorted(by_seed)]
 
 
-def _score_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
+def _suites_weighted_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
     """(correct x weight, weight) per (seed, item); each suite weighs 1 in all, so the ratio is the mean over suites."""
     suites = sorted(runs[0].score_items)
-    if not suites or any(sorted(r.score_items) != suites or [len(r.score_items[s]) for s in suites]
-                         != [len(runs[0].score_items[s]) for s in suites] for r in runs):
+    if not suites or any(sorted(r.score_items) != suites for r in runs) or any(score_cells(runs, s) is None for s in suites):
         return None
     weights = np.array([[1.0 / len(r.score_items[s]) for s in suites for _ in r.score_items[s]] for r in runs])
     values = np.array([[c for s in suites for c in r.score_items[s]] for r in runs]) * weights
@@ -67,7 +66,7 @@ def _paired(a: list[RunResult], b: list[RunResult], cells) -> tuple[float, float
 
 
 def accuracy_claim(smart: list[RunResult], fedit: list[RunResult]) -> tuple[str, str]:
-    diff = _paired(smart, fedit, _score_cells)
+    diff = _paired(smart, fedit, _suites_weighted_cells)
     if diff is None:
         return "cannot tell", "no benchmark scores on the same seeds and items"
     estimate, low, high = (100 * v for v in diff)
@@ -95,7 +94,7 @@ def convergence_claim(smart: list[RunResult], fedit: list[RunResult]) -> tuple[s
 
 def data_claim(small: list[RunResult], fedit: list[RunResult]) -> tuple[str, str]:
     seeds = f"{len(small)} seed{'s' * (len(small) > 1)}"
-    diff = _paired(small, fedit, _score_cells)
+    diff = _paired(small, fedit, _suites_weighted_cells)
     if diff is not None:
         estimate, low, high = (100 * v for v in diff)
         better, worse, shown = low > 0, high < 0, f"score {estimate:+.1f} pp [{low:+.1f}, {high:+.1f}], {seeds}"

@@ -28,6 +28,7 @@ class RunResult:
     metrics: list[RoundRecord]
     summary: Summary
     score_items: dict[str, list[float]] = field(default_factory=dict)  # suite -> 1.0 / 0.0 per item, in order
+    score_ids: dict[str, list[str]] = field(default_factory=dict)  # suite -> each item's id, in the same order
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunResult":
@@ -36,8 +37,10 @@ class RunResult:
         scores_file = Path(run_dir) / "scores.json"
         suites = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
         suites = suites.get("suites", suites)  # scores.json of smartfed 0.1 held the suites at the top
-        items = {s: [float(i["correct"]) for i in r.get("items", [])] for s, r in suites.items() if isinstance(r, dict)}
-        return cls(Path(run_dir).name, run.config(), run.metrics(), summary, items)
+        scored = {s: r.get("items", []) for s, r in suites.items() if isinstance(r, dict)}
+        return cls(Path(run_dir).name, run.config(), run.metrics(), summary,
+                   {s: [float(i["correct"]) for i in items] for s, items in scored.items()},
+                   {s: [str(i.get("id", "")) for i in items] for s, items in scored.items()})
 
     @property
     def loss_items(self) -> list[tuple[float, int]] | None:
@@ -98,6 +101,11 @@ class RunResult:
     @property
     def evaluated_every_round(self) -> bool:
         return self.config.eval.every == 1
+
+
+def same_score_items(runs: list[RunResult], suite: str) -> bool:
+    """Whether the runs scored the same items of `suite`, in the same order: by item id where they recorded ids."""
+    return len({tuple(r.score_ids[suite]) for r in runs if r.score_ids.get(suite)}) <= 1
 
 
 def base_name(result: RunResult) -> str:
@@ -199,7 +207,8 @@ def _style(r: RunResult, i: int) -> dict:
 
 
 def _legend_and_grid(ax) -> None:
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    if ax.get_legend_handles_labels()[0]:  # a plot of runs that send nothing has no line
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
 
 

@@ -3,23 +3,30 @@ items with a 95% bootstrap interval, and a paired comparison with the reference 
 seeds both ran and the same items (report/stats.py); a comparison on fewer seeds than either side ran
 names the seeds it used."""
 
+from functools import partial
+
 import numpy as np
 
-from smartfed.report.runs import RunResult, is_reference_for, settings
+from smartfed.report.runs import RunResult, is_reference_for, same_score_items, settings
 from smartfed.report.stats import interval, paired
 
 
 def loss_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(summed NLL, answer tokens) per (run, held-out item); None unless every run scored the same items: as
+    many, with the same answer-token count each (what an item's tokens are does not depend on the method)."""
     items = [r.loss_items for r in runs]
     if any(i is None for i in items) or len({len(i) for i in items}) != 1:
         return None
     cells = np.array(items, dtype=float)  # (seeds, items, 2)
+    if not (cells[..., 1] == cells[:1, :, 1]).all():
+        return None
     return cells[..., 0], cells[..., 1]
 
 
-def _score_cells(runs: list[RunResult], suite: str) -> tuple[np.ndarray, np.ndarray] | None:
+def score_cells(runs: list[RunResult], suite: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(correct, 1) per (run, item of `suite`); None unless every run scored the same items (`same_score_items`)."""
     items = [r.score_items.get(suite) for r in runs]
-    if any(not i for i in items) or len({len(i) for i in items}) != 1:
+    if any(not i for i in items) or len({len(i) for i in items}) != 1 or not same_score_items(runs, suite):
         return None
     values = np.array(items, dtype=float)
     return values, np.ones_like(values)
@@ -32,10 +39,13 @@ def _ci(cells, scale: float = 1.0, spec: str = ".4f") -> str:
     return f"{scale * estimate:{spec}} [{scale * low:{spec}}, {scale * high:{spec}}]"
 
 
-def _versus(cells, reference_cells, scale: float = 1.0, spec: str = "+.4f", note: str = "") -> str:
-    if cells is None or reference_cells is None or cells[0].shape != reference_cells[0].shape:
+def _versus(mine: list[RunResult], theirs: list[RunResult], cells, repeat: int = 1, scale: float = 1.0,
+            spec: str = "+.4f", note: str = "") -> str:
+    """`mine` - `theirs` paired over seeds and items (`mine`'s rows repeated `repeat` times); "-" unless both
+    sides have cells of the same items."""
+    if not mine or not theirs or cells(mine + theirs) is None:
         return "-"
-    estimate, low, high, p = paired(cells, reference_cells)
+    estimate, low, high, p = paired(_repeated(cells(mine), repeat), cells(theirs))
     return f"{scale * estimate:{spec}} [{scale * low:{spec}}, {scale * high:{spec}}], p={p:.3f}{note}"
 
 
@@ -86,11 +96,10 @@ def statistics_table(results: list[RunResult]) -> str | None:
         reference, on_all = _reference(runs[0], list(groups.values()))
         mine, theirs, note, repeat = _pairing(runs, reference)
         note += " (FedIT on all the data)" * (on_all and bool(mine))
-        cells = [label, str(len(runs)), _ci(loss_cells(runs)),
-                 _versus(_repeated(loss_cells(mine), repeat), loss_cells(theirs), note=note)]  # no shared seed: "-"
+        cells = [label, str(len(runs)), _ci(loss_cells(runs)), _versus(mine, theirs, loss_cells, repeat, note=note)]
         for suite in suites:
-            cells += [_ci(_score_cells(runs, suite), 100, ".1f"),
-                      _versus(_repeated(_score_cells(mine, suite), repeat), _score_cells(theirs, suite), 100, "+.1f", note)]
+            suite_cells = partial(score_cells, suite=suite)
+            cells += [_ci(suite_cells(runs), 100, ".1f"), _versus(mine, theirs, suite_cells, repeat, 100, "+.1f", note)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -116,8 +125,8 @@ def eeqa_table(results: list[RunResult]) -> str | None:
         mine, theirs, note = on_shared_seeds(runs, other)
         if not mine:  # no seed in common
             continue
-        cells = [f"{label} - {name}", str(len(mine)), _versus(loss_cells(mine), loss_cells(theirs), note=note)]
-        cells += [_versus(_score_cells(mine, suite), _score_cells(theirs, suite), 100, "+.1f", note) for suite in suites]
+        cells = [f"{label} - {name}", str(len(mine)), _versus(mine, theirs, loss_cells, note=note)]
+        cells += [_versus(mine, theirs, partial(score_cells, suite=suite), 1, 100, "+.1f", note) for suite in suites]
         rows.append("| " + " | ".join(cells) + " |")
     if not rows:
         return None
