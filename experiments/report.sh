@@ -9,6 +9,7 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 smartfed="$repo/.venv/bin/smartfed"; [[ -x "$smartfed" ]] || smartfed=smartfed
 shopt -s nullglob
+unset LC_ALL; export LC_COLLATE=C  # run folders in byte order, whatever the locale: the tables' row order (tests/test_results.py)
 for composition in zh+math math+code zh+code; do
   for part in "" "-data-fraction"; do
     folders=("$repo/docs/results/$composition$part/")

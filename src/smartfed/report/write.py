@@ -8,19 +8,22 @@ from smartfed.report.runs import RunResult, bytes_plot, fraction_plot, loss_plot
 from smartfed.report.statistics import eeqa_table, statistics_table
 
 
-def write_report(run_dirs: list[Path], out_dir: Path) -> str:
-    out_dir.mkdir(parents=True, exist_ok=True)
+def read_runs(run_dirs: list[Path]) -> list[RunResult]:
+    """The runs of `run_dirs`, each named by its folder; a name that another folder's run has too (a coverage pool
+    beside the default) is prefixed with its parent folder's name, except in the first run's folder (the
+    comparison's own folder: its runs keep their names)."""
     results = [RunResult.read(Path(d)) for d in run_dirs]
     names = [r.name for r in results]
-    home = Path(run_dirs[0]).parent if run_dirs else None  # the comparison's own folder: its runs keep their names
-    for d, r in zip(run_dirs, results):  # one name from another folder too (a coverage pool beside the default): say which
+    home = Path(run_dirs[0]).parent if run_dirs else None
+    for d, r in zip(run_dirs, results):
         if names.count(r.name) > 1 and Path(d).parent != home:
             r.name = f"{Path(d).parent.name}/{r.name}"
+    return results
+
+
+def report_text(results: list[RunResult], plots: list[Path]) -> str:
+    """report.md: the summary, the ratios against FedIT, the statistics, the EEQA ablation, the claims, then `plots`."""
     ratios = ratio_table(results)
-    plots = [loss_plot(results, out_dir / "heldout_loss.png"), bytes_plot(results, out_dir / "loss_vs_bytes.png"),
-             fraction_plot(results, out_dir / "data_fraction.png")]
-    plots += [quota_heatmap(Path(d), out_dir / f"quotas-{r.name.replace('/', '_')}.png") for d, r in zip(run_dirs, results)
-              if r.method.uses_eeqa(r.config) and r.method.federated]  # clients of `local` each keep their own quotas
     text = summary_table(results) + "\n"
     if ratios.count("\n") > 1:
         text += "\nAgainst FedIT on the same data (computed from the runs above):\n\n" + ratios + "\n"
@@ -37,6 +40,16 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     if claims:
         text += ("\nThe paper's headline figures against these runs (`smartfed`, or `smartfed-frac0.1`, against `fedit` at the same "
                  "scale on the seeds both ran; the rules are in report/claims.py):\n\n" + claims + "\n")
-    text += "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots if p) + "\n"
+    return text + "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
+
+
+def write_report(run_dirs: list[Path], out_dir: Path) -> str:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results = read_runs(run_dirs)
+    plots = [loss_plot(results, out_dir / "heldout_loss.png"), bytes_plot(results, out_dir / "loss_vs_bytes.png"),
+             fraction_plot(results, out_dir / "data_fraction.png")]
+    plots += [quota_heatmap(Path(d), out_dir / f"quotas-{r.name.replace('/', '_')}.png") for d, r in zip(run_dirs, results)
+              if r.method.uses_eeqa(r.config) and r.method.federated]  # clients of `local` each keep their own quotas
+    text = report_text(results, [p for p in plots if p])
     atomic_write_text(out_dir / "report.md", text)
     return text
