@@ -15,7 +15,7 @@ dynamic mmap threshold otherwise keeps freed activation buffers in a fragmented 
 then reaches 24 GB RSS for 2.4 GB of live data), so the bench pins MALLOC_MMAP_THRESHOLD_ for every
 variant alike and RSS measures live memory. The naive loop is ~20x slower: it runs 1 timed step a round.
 
-    python bench/train_step.py            # ~5 min on 2 CPU cores
+    python bench/train_step.py            # about 20-25 min on 2 CPU cores (a 5-variant run took 12.6 min)
     python bench/train_step.py --device cuda --dtype bfloat16   # a GPU: peak GPU memory instead of RSS
     python bench/train_step.py --device cuda --dtype 4bit       # SmartFed on a 4-bit base against QLoRA (smartfed[gpu])
 """

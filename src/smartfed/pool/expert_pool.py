@@ -5,8 +5,9 @@ For an adapted matrix j with modules n = 1..N targeting it, the pool stacks ever
     B_j = [B_1, ..., B_N]      (d_out, M_j)
     scale_j[i] = s_n of the module expert i comes from
 so that E_i(x) = scale_j[i] * B_j[:, i] * (A_j[i, :] @ x) and module n's LoRA output is the sum of its
-experts. The pool saves to one safetensors file that loads memory-mapped (copy-on-write), so every
-simulated client in a process, and every process on a machine, shares one copy of the experts.
+experts. The pool saves to one safetensors file that loads memory-mapped (copy-on-write): the routed layers
+keep A a view of it (every process on a machine shares one copy, for an fp32 CPU model) and fold the
+scale into a copy of B once per process, which every simulated client there shares.
 """
 
 import json
