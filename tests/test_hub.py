@@ -17,7 +17,7 @@ from smartfed.eval.generate import heldout_loss
 from smartfed.eval.module_selection import score_modules
 from smartfed.models import load_base_model
 from smartfed.pool.resolve import resolve_pool_file
-from smartfed.pool.sources import ManifestModule, fetch_checked, file_sha256, read_manifest
+from smartfed.pool.sources import ManifestModule, fetch_adapter, fetch_checked, file_sha256, pinned, read_manifest
 
 
 @pytest.fixture
@@ -108,7 +108,28 @@ def test_selection_ranks_modules_by_their_own_loss_on_dev_items(tiny_model_folde
                  "--model", tiny_model_folder]) == 0
     out = capsys.readouterr().out
     assert f"| {scores[0].module.name} | yes | loss " in out and f"| {scores[2].module.name} | no |" in out
-    assert f'adapters = ["{scores[0].module.source}", "{scores[1].module.source}"]' in out
+    pins = [f'{s.module.source}#sha256={s.module.sha256}' for s in scores]  # local folders: no commit to resolve
+    assert f'adapters = ["{pins[0]}", "{pins[1]}"]' in out
+
+
+def test_a_pinned_source_refuses_other_weights(fake_hub, tiny_model_folder, tmp_path):
+    """What `pool select` prints: a hub source at its resolved commit with its weights' sha256; a run over it
+    loads those weights and refuses others (a repo rewritten under the same commit name, or a local edit)."""
+    repos, _ = fake_hub
+    folder = Path(tiny_pool(tiny_model_folder, tmp_path / "published", 1)[0])
+    repos["someone/m0"] = folder
+    good = file_sha256(folder / "adapter_model.safetensors")
+    module = ManifestModule("m0", "hf:someone/m0", good)
+    source = pinned(module.source, fetch_checked(module).revision, good)
+    assert source == f"hf:someone/m0@{'c' * 40}#sha256={good}"
+    assert fetch_adapter(source).revision == "c" * 40 and fetch_adapter(f"{folder}#sha256={good.upper()}").folder == folder
+    model, _ = load_base_model(tiny_model_folder)
+    assert resolve_pool_file((source,), "tiny", model).is_file()
+    other = "1" * 64
+    with pytest.raises(AdapterError, match=f"adapter source '{folder}#sha256={other}': .* sha256 expected {other}, found {good}"):
+        resolve_pool_file((f"{folder}#sha256={other}",), "tiny", model)
+    with pytest.raises(AdapterError, match="manifest module 'm0': sha256 expected 64 hex digits, found 'abc'"):
+        fetch_checked(ManifestModule("m0", "hf:someone/m0", "abc"))
 
 
 @pytest.mark.parametrize("text, message", [('[module]\nname = "m0"\n', "expected \\[\\[module\\]\\] tables"),

@@ -118,7 +118,7 @@ def _run_select(args) -> None:
     print(f"| module | picked | why |\n|---|---|---|")
     for rank, score in enumerate(scores):
         print(f"| {score.module.name} | {'yes' if rank < args.n else 'no'} | {score.why(args.examples, args.task)} |")
-    chosen = ", ".join(f'"{s.module.source}"' for s in scores[: args.n])
+    chosen = ", ".join(f'"{s.pinned_source}"' for s in scores[: args.n])  # a run over them refuses other weights
     print(f"\n[pool]\nadapters = [{chosen}]")
 
 

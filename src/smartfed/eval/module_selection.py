@@ -13,7 +13,7 @@ from smartfed.data import Example, composition_splits
 from smartfed.eval.generate import item_losses, mean_loss
 from smartfed.experts import attach_experts, detach_experts
 from smartfed.pool import ExpertPool
-from smartfed.pool.sources import ManifestModule, fetch_checked
+from smartfed.pool.sources import ManifestModule, fetch_checked, pinned
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,7 @@ class ModuleScore:
     module: ManifestModule
     loss: float
     base_loss: float
+    pinned_source: str  # the source at the hub commit it resolved to, its weights' sha256 pinned (sources.pinned)
 
     @property
     def gain(self) -> float:
@@ -53,5 +54,7 @@ def score_modules(model: nn.Module, tokenizer, modules: list[ManifestModule], ta
                   data_dir=None) -> list[ModuleScore]:
     """Every module's score, best (lowest loss) first; each module's weights are checked against its sha256."""
     items = composition_splits(task, data_dir).dev[:examples]
-    base, alone = alone_item_losses(model, tokenizer, items, {str(i): fetch_checked(m).folder for i, m in enumerate(modules)})
-    return sorted((ModuleScore(m, mean_loss(alone[str(i)]), mean_loss(base)) for i, m in enumerate(modules)), key=lambda s: s.loss)
+    fetched = [fetch_checked(m) for m in modules]
+    base, alone = alone_item_losses(model, tokenizer, items, {str(i): f.folder for i, f in enumerate(fetched)})
+    return sorted((ModuleScore(m, mean_loss(alone[str(i)]), mean_loss(base), pinned(m.source, f.revision, m.sha256))
+                   for i, (m, f) in enumerate(zip(modules, fetched))), key=lambda s: s.loss)

@@ -25,6 +25,7 @@ from smartfed.errors import AdapterError, ConfigError, RunBusy, SmartFedError
 from smartfed.fed.records import RoundRecord, Summary
 from smartfed.io import atomic_path, atomic_write_text
 from smartfed.pool.resolve import adapters_digest, default_pool_folders
+from smartfed.pool.sources import without_pin
 
 CONFIG, METRICS, SUMMARY, CHECKPOINTS = "config.toml", "metrics.jsonl", "summary.json", "checkpoints"
 # What a resume may change: how long the run goes on, and how it is evaluated.
@@ -55,7 +56,7 @@ def _locked(path: Path, flags: int) -> int | None:
 def pool_folders(config: RunConfig) -> list[Path] | None:
     """`config`'s pool as adapter folders: given, or the default pool; None where the default pool is neither shipped nor built."""
     if config.pool.adapters:
-        return [Path(a).expanduser() for a in config.pool.adapters]
+        return [Path(without_pin(a)).expanduser() for a in config.pool.adapters]
     try:
         return default_pool_folders(config.model.name)
     except AdapterError:

@@ -1,6 +1,8 @@
 """Where adapters come from: a local PEFT folder, or a hub repository `hf:org/name[@revision]`
 (safetensors only, the resolved commit recorded), optionally listed in a library manifest whose
-sha256 every fetched file must match.
+sha256 every fetched file must match. Either may end in `#sha256=<hex>`, the sha256 its
+adapter_model.safetensors must have (`pinned` writes it: `smartfed pool select` prints its picks so,
+and a run over them refuses other weights).
 
 A manifest is TOML, one `[[module]]` table per LoRA module:
 
@@ -13,6 +15,7 @@ A manifest is TOML, one `[[module]]` table per LoRA module:
 """
 
 import hashlib
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +24,7 @@ from smartfed.errors import AdapterError
 
 HUB = "hf:"
 HUB_FILES = ["adapter_config.json", "adapter_model.safetensors", "README.md"]  # never pickles from a hub
+_PIN = re.compile(r"#sha256=([0-9a-fA-F]{64})$")
 
 
 @dataclass(frozen=True)
@@ -31,10 +35,35 @@ class AdapterSource:
 
 
 def fetch_adapter(spec: str) -> AdapterSource:
-    """A local folder as it is; `hf:org/name[@revision]` downloaded (or taken from the hub cache)."""
-    if not spec.startswith(HUB):
-        return AdapterSource(Path(spec), spec)
-    repo, _, revision = spec.removeprefix(HUB).partition("@")
+    """A local folder as it is; `hf:org/name[@revision]` downloaded (or taken from the hub cache); either
+    refused unless its weights have the sha256 a `#sha256=<hex>` pin states."""
+    pin = _PIN.search(spec)
+    fetched = _fetch(without_pin(spec), spec)
+    if pin:
+        weights = fetched.folder / "adapter_model.safetensors"
+        found = file_sha256(weights) if weights.is_file() else "no file"
+        if found != pin.group(1).lower():
+            raise AdapterError(f"adapter source {spec!r}: {weights} sha256 expected {pin.group(1).lower()}, found {found}")
+    return fetched
+
+
+def without_pin(spec: str) -> str:
+    """The source without its `#sha256=<hex>` pin: where it is."""
+    return _PIN.sub("", spec)
+
+
+def pinned(source: str, revision: str | None, sha256: str) -> str:
+    """`source` at the hub commit it resolved to (where it is a hub source) with its weights' sha256 pinned."""
+    location = without_pin(source)
+    if location.startswith(HUB) and revision:
+        location = f"{location.partition('@')[0]}@{revision}"
+    return f"{location}#sha256={sha256}"
+
+
+def _fetch(location: str, spec: str) -> AdapterSource:
+    if not location.startswith(HUB):
+        return AdapterSource(Path(location), spec)
+    repo, _, revision = location.removeprefix(HUB).partition("@")
     if repo.count("/") != 1:
         raise AdapterError(f"adapter source {spec!r}: expected hf:<org>/<name>[@<revision>]")
     from huggingface_hub import snapshot_download  # here: only hub sources need it
@@ -91,11 +120,9 @@ def read_manifest(path: str | Path) -> list[ManifestModule]:
 
 def fetch_checked(module: ManifestModule) -> AdapterSource:
     """Fetch a manifest module and refuse it unless its weights have the sha256 the manifest states."""
-    fetched = fetch_adapter(module.source)
-    weights = fetched.folder / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise AdapterError(f"manifest module '{module.name}': expected {weights}, found none (manifests pin safetensors)")
-    found = file_sha256(weights)
-    if found != module.sha256:
-        raise AdapterError(f"manifest module '{module.name}': {weights} sha256 expected {module.sha256}, found {found}")
-    return fetched
+    if not re.fullmatch(r"[0-9a-f]{64}", module.sha256):
+        raise AdapterError(f"manifest module '{module.name}': sha256 expected 64 hex digits, found {module.sha256!r}")
+    try:
+        return fetch_adapter(f"{module.source}#sha256={module.sha256}")
+    except AdapterError as err:
+        raise AdapterError(f"manifest module '{module.name}': {err}") from None
