@@ -147,7 +147,11 @@ def test_simulation_writes_a_complete_run_folder(fed_config):
         assert m["bytes_up"] == sum(router_bytes + importance_bytes(c) for c in m["clients"]) and np.isfinite(m["heldout_loss"])
         assert sum(m["next_quotas"].values()) == 2 * len(m["next_quotas"])  # EEQA keeps the budget K = top_k * J
     assert metrics[-1]["cumulative_bytes_up"] == sum(m["bytes_up"] for m in metrics) == summary.cumulative_bytes_up
-    assert "git_revision" in (folder / "config.toml").read_text() and load_config(str(folder / "config.toml")) == config
+    header = RunFolder(folder).provenance()
+    assert header["git_revision"] and load_config(str(folder / "config.toml")) == config
+    package = Path(__file__).resolve().parents[1] / "src" / "smartfed"  # what differs here, counted by git itself
+    changed = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True, text=True).stdout.splitlines()
+    assert header["git_package_changes"] == (f"{len(changed)} file{'s' * (len(changed) > 1)} differ from that revision" if changed else "none")
     assert summary.final_heldout_loss != summary.initial_heldout_loss
     with pytest.raises(FileExistsError, match="already holds a run"):
         run_simulation(config)

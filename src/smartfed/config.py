@@ -372,10 +372,19 @@ def help_lines() -> list[str]:
     return lines
 
 
-def provenance() -> dict[str, str]:
-    """Package version and git revision of the code that ran."""
+def _git(*args: str) -> str:
     try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout.strip()
+        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
-        rev = ""
-    return {"smartfed_version": __version__, "git_revision": rev or "unknown"}
+        return ""
+
+
+def provenance() -> dict[str, str]:
+    """Package version and git revision of the code that ran, and whether the package's files (src/smartfed)
+    differed from that revision (edited or new files: the revision alone does not say what ran)."""
+    rev = _git("rev-parse", "HEAD")
+    if not rev:
+        return {"smartfed_version": __version__, "git_revision": "unknown"}
+    changed = _git("status", "--porcelain", "--", ".").splitlines()
+    return {"smartfed_version": __version__, "git_revision": rev,
+            "git_package_changes": f"{len(changed)} file{'s' * (len(changed) > 1)} differ from that revision" if changed else "none"}
