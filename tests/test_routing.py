@@ -141,23 +141,47 @@ def test_attach_refuses_a_pool_for_another_model(llama_adapters):
 @pytest.mark.parametrize("kind", ["linear", "lowrank"])
 @pytest.mark.parametrize("gate", ["softmax", "scaled", "sigmoid", "softmax-all"])
 def test_the_sparse_path_equals_the_dense_one(llama_adapters, kind, gate):
-    """Only the k kept experts computed (gathered A rows and B columns): the same output and router gradients."""
+    """Only the k kept experts computed (gathered A rows and B columns): the same output, router gradients and
+    EEQA importance (the dense path's ||B m|| through the Gram matrix, the sparse path's norm of its update)."""
+    from smartfed.quota.importance import read_importance, real_tokens, start_importance
+
     base, folders = llama_adapters
     pool = ExpertPool.from_adapters(folders, base)
     ids = torch.randint(0, 128, (2, 9), generator=torch.Generator().manual_seed(3))
+    mask = torch.ones_like(ids)
+    mask[1, 6:] = 0  # padding: out of the importance
     results = []
     for sparse in (False, True):
         torch.manual_seed(0)
         model = attach_experts(copy.deepcopy(base), pool, router=kind, top_k=2, gate=gate, output_scale=True, init_std=0.3, sparse=sparse)
         assert all(layer.sparse == sparse for layer in routed_layers(model).values())
-        loss = model(input_ids=ids, labels=ids).loss
+        start_importance(model, "relative_norm")
+        with real_tokens(model, mask):
+            loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
-        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}))
-    (dense_loss, dense_grads), (sparse_loss, sparse_grads) = results
+        importance = read_importance(model)
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}, importance))
+    (dense_loss, dense_grads, dense_importance), (sparse_loss, sparse_grads, sparse_importance) = results
     torch.testing.assert_close(sparse_loss, dense_loss, rtol=1e-5, atol=1e-6)
+    assert dense_importance.keys() == sparse_importance.keys() and all(v > 0 for v in dense_importance.values())
+    for name in dense_importance:
+        assert sparse_importance[name] == pytest.approx(dense_importance[name], rel=1e-4, abs=1e-7)
     assert dense_grads.keys() == sparse_grads.keys()
     for name in dense_grads:
         torch.testing.assert_close(sparse_grads[name], dense_grads[name], rtol=1e-4, atol=1e-6)
+    # and the same as the update's norm formed in full: ||sum of the kept experts' outputs|| / ||W0 x|| over real tokens
+    layer_name, seen = next(iter(dense_importance)), {}
+    torch.manual_seed(0)  # the routers of the runs above
+    model = attach_experts(copy.deepcopy(base), pool, router=kind, top_k=2, gate=gate, output_scale=True, init_std=0.3)
+    layer = routed_layers(model)[layer_name]
+    hook = layer.register_forward_hook(lambda mod, args, out: seen.update(x=args[0].detach(), out=out.detach()))
+    with torch.no_grad(), real_tokens(model, mask):
+        model(input_ids=ids)
+    hook.remove()
+    y = layer.base_layer(seen["x"])
+    ratio = torch.linalg.vector_norm(seen["out"] - y, dim=-1) / torch.linalg.vector_norm(y, dim=-1)  # (batch, seq)
+    by_hand = (ratio * mask).sum() / mask.sum()
+    assert dense_importance[layer_name] == pytest.approx(by_hand.item(), rel=1e-4)
 
 
 def test_routers_that_read_activations_stay_dense(llama_adapters):
