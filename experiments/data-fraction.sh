@@ -8,7 +8,8 @@
 # trains more than the comparison scripts: 20 rounds of 3 clients x 2 steps x 4 examples = 480 examples,
 # more than 10% of zh+math's 4,226 training examples (423). Held-out loss decides (no benchmark suites:
 # they would double the time). Results: docs/results/<composition>-data-fraction/ and its report-data-fraction/.
-# Running time on 2 CPU cores: see the README's "Budget" (measured per run).
+# Running time on 2 CPU cores (the README's "Budget", measured per run): a run's rounds 1,414-1,730 s of one core and
+# its 200-item loss 100-260 s (no benchmark scoring): the 6 runs about 3 hours of one core.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 smartfed="$repo/.venv/bin/smartfed"  # the README's set-up; else whatever `smartfed` is on PATH

@@ -8,7 +8,9 @@
 #
 # Results: docs/results/zh+math/ (one run folder per method and seed; checkpoints are not committed) and
 # docs/results/zh+math/report/report.md. Resumable: finished runs are kept, a stopped one resumes at its
-# last round. Running time on 2 CPU cores: see the README's "Budget" (measured per run).
+# last round. Running time on 2 CPU cores (the README's "Budget", measured per run): a run about 20-45 minutes of one
+# core (20 rounds 777-1,179 s, the 200-item loss 100-260 s, MGSM-zh scoring 5-20 min; LoRAHub at 12 evaluations about
+# an hour), the whole sweep (19 runs) about 11-12 hours of one core, half that on two workers.
 # --quick: the CI smoke scale (2 rounds, 4 clients, 1 step, 2 items per suite), meant for the tiny
 # test model and pool (tests/test_baselines.py passes them with --set model.name=... --set pool.adapters=[...]).
 set -euo pipefail
