@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from conftest import make_config, tiny_pool
-from smartfed.config import load_config
+from smartfed.config import load_config, provenance
 from smartfed.errors import ConfigError, RunFailed
 from smartfed.fed.client import client_update
 from smartfed.fed.run_folder import RunFolder
@@ -149,12 +149,29 @@ def test_simulation_writes_a_complete_run_folder(fed_config):
     assert metrics[-1]["cumulative_bytes_up"] == sum(m["bytes_up"] for m in metrics) == summary.cumulative_bytes_up
     header = RunFolder(folder).provenance()
     assert header["git_revision"] and load_config(str(folder / "config.toml")) == config
-    package = Path(__file__).resolve().parents[1] / "src" / "smartfed"  # what differs here, counted by git itself
-    changed = subprocess.run(["git", "-C", str(package), "status", "--porcelain", "--", "."], capture_output=True, text=True).stdout.splitlines()
-    assert header["git_package_changes"] == (f"{len(changed)} file{'s' * (len(changed) > 1)} differ from that revision" if changed else "none")
+    assert header["git_package_changes"] == provenance()["git_package_changes"]
     assert summary.final_heldout_loss != summary.initial_heldout_loss
     with pytest.raises(FileExistsError, match="already holds a run"):
         run_simulation(config)
+
+
+def test_provenance_says_whether_the_package_differed_from_its_revision(tmp_path):
+    git = lambda *args: subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True, text=True)  # noqa: E731
+    package = tmp_path / "pkg"
+    assert provenance(package.parent) | {"smartfed_version": ""} == {"smartfed_version": "", "git_revision": "unknown"}  # no repository
+    package.mkdir()
+    (package / "a.py").write_text("x = 1\n")
+    (tmp_path / "outside.txt").write_text("not the package\n")
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "empty")
+    git("add", "pkg/a.py")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "pkg")
+    rev = git("rev-parse", "HEAD").stdout.strip()
+    assert provenance(package)["git_revision"] == rev and provenance(package)["git_package_changes"] == "none"
+    (package / "a.py").write_text("x = 2\n")
+    assert provenance(package)["git_package_changes"] == "1 file differs from that revision"
+    (package / "b.py").write_text("y = 1\n")
+    assert provenance(package)["git_package_changes"] == "2 files differ from that revision"
 
 
 def test_the_curve_scores_its_items_in_between_and_the_ends_score_all(fed_config):
@@ -487,8 +504,9 @@ def test_where_a_folder_cannot_be_flocked_a_lock_file_beside_it_is(tmp_path, mon
 
 def test_a_run_folder_cloned_elsewhere_is_the_same_run(fed_config, tmp_path):
     """A clone of the repository at another path: the committed run folders and the pool's adapter folders
-    hold the same bytes under other paths. A sweep keeps the runs, a resume goes on in the clone; adapters
-    with other bytes are another run to go on with, while a finished run stands for the build it ran over."""
+    hold the same bytes under other paths. A sweep keeps the runs, a resume goes on in the clone; another
+    module is another run; the same recipe rebuilt with other bytes is another run to go on with, while a
+    finished run stands for the build it ran over."""
     import shutil
 
     from smartfed.cli.main import main
@@ -512,17 +530,18 @@ def test_a_run_folder_cloned_elsewhere_is_the_same_run(fed_config, tmp_path):
     saved = (there.run_dir / "config.toml").read_text()  # where it was first written stays in its config
     assert f'out_dir = "{config.run.out_dir}"' in saved and str(fed_config["pool.adapters"][0]) in saved and str(clone) not in saved
 
-    card = adapters[0] / "adapter_config.json"  # another alpha: another module, so the run cannot go on over it
+    card = adapters[0] / "adapter_config.json"  # another alpha: another module, finished or not
     card.write_text(json.dumps(json.loads(card.read_text()) | {"lora_alpha": json.loads(card.read_text())["lora_alpha"] + 1}))
+    assert RunFolder(there.run_dir).rebuilt_pool(there.with_values({"federation.rounds": 2})) is None
     with pytest.raises(ConfigError, match=r"an earlier run with other settings \(pool.adapters\)"):
-        run_comparison([there.with_values({"federation.rounds": 3})], log=lambda *_: None)
-    # the same paths, other bytes (a module rebuilt in place, or by the same recipe on another machine): the
-    # finished run is kept, and the log names both builds; going on over the rebuilt modules is another run
-    original_card = Path(fed_config["pool.adapters"][0]) / "adapter_config.json"
-    kept = original_card.read_text()
+        run_comparison([there.with_values({"federation.rounds": 2})], log=lambda *_: None)
+    # the same paths and recipe, other bytes (a module rebuilt in place, or by the same recipe on another machine):
+    # the finished run is kept, and the log names both builds; going on over the rebuilt modules is another run
+    weights = Path(fed_config["pool.adapters"][0]) / "adapter_model.safetensors"
+    kept = weights.read_bytes()
     recorded = RunFolder(config.run_dir).provenance()["adapters_sha256"]
     try:
-        original_card.write_text(json.dumps(json.loads(kept) | {"lora_alpha": json.loads(kept)["lora_alpha"] + 1}))
+        save_file({k: v * 1.001 for k, v in load_file(weights).items()}, weights)  # float rounding of another build
         found = adapters_digest([Path(a) for a in fed_config["pool.adapters"]])
         assert found != recorded and RunFolder(config.run_dir).rebuilt_pool(config) == (recorded, found)
         logs = []
@@ -533,4 +552,4 @@ def test_a_run_folder_cloned_elsewhere_is_the_same_run(fed_config, tmp_path):
             run_comparison([config.with_values({"federation.rounds": 2})], log=lambda *_: None)
         assert main(["run", "--resume", str(config.run_dir), "--set", "federation.rounds=2"]) != 0
     finally:
-        original_card.write_text(kept)  # the module-scoped pool other tests use
+        weights.write_bytes(kept)  # the module-scoped pool other tests use

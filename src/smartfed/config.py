@@ -372,19 +372,23 @@ def help_lines() -> list[str]:
     return lines
 
 
-def _git(*args: str) -> str:
+def _git(folder: Path, *args: str) -> str | None:
+    """git's output in `folder`; None where git fails (no repository, no git, a timeout)."""
     try:
-        return subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5).stdout.strip()
+        done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return ""
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
 
 
-def provenance() -> dict[str, str]:
-    """Package version and git revision of the code that ran, and whether the package's files (src/smartfed)
-    differed from that revision (edited or new files: the revision alone does not say what ran)."""
-    rev = _git("rev-parse", "HEAD")
+def provenance(package: Path = Path(__file__).parent) -> dict[str, str]:
+    """Package version and git revision of the code that ran, and whether the package's files (`package`, this
+    one's folder) differed from that revision (edited or new files: the revision alone does not say what ran)."""
+    rev = _git(package, "rev-parse", "HEAD")
     if not rev:
         return {"smartfed_version": __version__, "git_revision": "unknown"}
-    changed = _git("status", "--porcelain", "--", ".").splitlines()
+    changed = _git(package, "status", "--porcelain", "--", ".")
+    n = None if changed is None else len(changed.splitlines())
     return {"smartfed_version": __version__, "git_revision": rev,
-            "git_package_changes": f"{len(changed)} file{'s' * (len(changed) > 1)} differ from that revision" if changed else "none"}
+            "git_package_changes": "unknown" if n is None else "none" if n == 0 else
+                                   f"{n} file{'s differ' if n > 1 else ' differs'} from that revision"}

@@ -10,6 +10,7 @@ worker or a `--resume` of a run still going, gets RunBusy instead of interleavin
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from smartfed.config import RunConfig, load_config, migrate_flat, provenance, re
 from smartfed.errors import AdapterError, ConfigError, RunBusy, SmartFedError
 from smartfed.fed.records import RoundRecord, Summary
 from smartfed.io import atomic_path, atomic_write_text
+from smartfed.pool.build import CARD
 from smartfed.pool.resolve import adapters_digest, default_pool_folders
 from smartfed.pool.sources import without_pin
 
@@ -61,6 +63,33 @@ def pool_folders(config: RunConfig) -> list[Path] | None:
         return default_pool_folders(config.model.name)
     except AdapterError:
         return None
+
+
+# What makes a module what it is, not the bytes it came out as: its LoRA shape (adapter_config.json) and, for a
+# module smartfed built, the build's settings and data (its card). peft's version and where its base model was are not.
+_RECIPE_KEYS = ("peft_type", "r", "lora_alpha", "target_modules", "use_rslora", "use_dora", "rank_pattern", "alpha_pattern")
+_NOT_RECIPE = ("out", "data_dir", "checkpoint_every")
+
+
+def _module_recipe(folder: Path) -> dict:
+    adapter = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    recipe = {key: adapter.get(key) for key in _RECIPE_KEYS}
+    if (folder / CARD).is_file():
+        card = json.loads((folder / CARD).read_text(encoding="utf-8"))
+        recipe["build"] = {k: v for k, v in card.get("config", {}).items() if k not in _NOT_RECIPE}
+        recipe["data"] = card.get("data", {}).get("sources")
+    return recipe
+
+
+def _pool_recipes(config: RunConfig) -> str | None:
+    """sha256 of the recipes of `config`'s pool modules (`_module_recipe`), where they are local folders that can be
+    read here; None otherwise. Two builds of one recipe have other bytes (float rounding) and the same recipes."""
+    folders = pool_folders(config)
+    try:
+        recipes = [_module_recipe(f) for f in folders or []]
+    except (OSError, ValueError, AttributeError):  # missing or malformed JSON: no recipe to compare
+        return None
+    return hashlib.sha256(json.dumps(recipes, sort_keys=True).encode()).hexdigest() if folders else None
 
 
 def _pool_digest(config: RunConfig) -> str | None:
@@ -114,7 +143,9 @@ class RunFolder:
         if (self.path / METRICS).exists():
             raise FileExistsError(f"{self.path} already holds a run: use `smartfed run --resume {self.path}` or another name")
         self.path.mkdir(parents=True, exist_ok=True)
-        header = "".join(f"# {k} = {v}\n" for k, v in (provenance() | (notes or {})).items())
+        recipes = _pool_recipes(config)
+        notes = (notes or {}) | ({"pool_recipes_sha256": recipes} if recipes else {})
+        header = "".join(f"# {k} = {v}\n" for k, v in (provenance() | notes).items())
         atomic_write_text(self.path / CONFIG, header + config.to_toml())
         atomic_write_text(self.path / METRICS, "")
 
@@ -142,14 +173,17 @@ class RunFolder:
         return changed
 
     def rebuilt_pool(self, config: RunConfig) -> tuple[str, str] | None:
-        """(adapters_sha256 the run recorded, the one found here) where `config`'s pool is the run's modules by
-        name (the same adapter folder names, in order) but their bytes differ: modules rebuilt since the run,
-        e.g. on another machine by the same recipe. None where the bytes agree, or are not both known."""
-        recorded, found = self.provenance().get("adapters_sha256"), _pool_digest(config)
+        """(adapters_sha256 the run recorded, the one found here) where `config`'s pool is the run's modules rebuilt
+        with other bytes: the same adapter folder names in order, and the same recipes (`_pool_recipes`; a run
+        folder from before runs recorded them has the names alone). None where the bytes agree, either is
+        unknown, or the modules are others."""
+        header = self.provenance()
+        recorded, found = header.get("adapters_sha256"), _pool_digest(config)
+        if not recorded or not found or recorded == found:
+            return None
         names = [[folder.name for folder in pool_folders(c) or []] for c in (self._saved(), config)]
-        if recorded and found and recorded != found and names[0] == names[1]:
-            return recorded, found
-        return None
+        recipes = header.get("pool_recipes_sha256")
+        return (recorded, found) if names[0] == names[1] and recipes in (None, _pool_recipes(config)) else None
 
     def update_config(self, config: RunConfig) -> None:
         """Record the settings a resume changed (RESUMABLE_KEYS; `smartfed run --resume --set`, or compare
@@ -166,7 +200,9 @@ class RunFolder:
         saved = self._saved().flat()
         header = [line for line in (self.path / CONFIG).read_text().splitlines(keepends=True) if line.startswith("#")]
         header += [f"# resumed with {key} = {new!r} (was {old!r})\n" for key, (old, new) in changed.items()]
-        header.append(f"# resumed at git_revision = {provenance()['git_revision']}\n")
+        code = provenance()
+        header.append(f"# resumed at git_revision = {code['git_revision']}\n")
+        header += [f"# resumed with git_package_changes = {code['git_package_changes']}\n"] if "git_package_changes" in code else []
         read = config.in_effect()
         unread = [key for key in saved if key not in read]
         kept = config.with_values({key: saved[key] for key in (*LOCATION_KEYS, "pool.adapters", *unread)})
