@@ -2,6 +2,7 @@
 
 import copy
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -126,10 +127,17 @@ def test_a_pinned_source_refuses_other_weights(fake_hub, tiny_model_folder, tmp_
     model, _ = load_base_model(tiny_model_folder)
     assert resolve_pool_file((source,), "tiny", model).is_file()
     other = "1" * 64
-    with pytest.raises(AdapterError, match=f"adapter source '{folder}#sha256={other}': .* sha256 expected {other}, found {good}"):
+    with pytest.raises(AdapterError, match=re.escape(f"adapter source '{folder}#sha256={other}': ") + f".* sha256 expected {other}, found {good}"):
         resolve_pool_file((f"{folder}#sha256={other}",), "tiny", model)
     with pytest.raises(AdapterError, match="manifest module 'm0': sha256 expected 64 hex digits, found 'abc'"):
         fetch_checked(ManifestModule("m0", "hf:someone/m0", "abc"))
+    # a manifest source pasted from `pool select` keeps one pin, the manifest's; another pin is refused
+    assert fetch_checked(ManifestModule("m0", source, good)).folder == fetch_adapter(source).folder
+    with pytest.raises(AdapterError, match=f"manifest module 'm0': source .* pins sha256 {other}, expected the manifest's {good}"):
+        fetch_checked(ManifestModule("m0", f"hf:someone/m0#sha256={other}", good))
+    for malformed in (f"{folder}#sha256=abc", f"{folder}#SHA256={good}x", f"{folder}#sha256={good}\n", f"{folder}#sha256={good}#sha256={good}"):
+        with pytest.raises(AdapterError, match="expected '#sha256=' and 64 hex digits at its end"):
+            fetch_adapter(malformed)
 
 
 @pytest.mark.parametrize("text, message", [('[module]\nname = "m0"\n', "expected \\[\\[module\\]\\] tables"),

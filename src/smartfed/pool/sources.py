@@ -24,7 +24,8 @@ from smartfed.errors import AdapterError
 
 HUB = "hf:"
 HUB_FILES = ["adapter_config.json", "adapter_model.safetensors", "README.md"]  # never pickles from a hub
-_PIN = re.compile(r"#sha256=([0-9a-fA-F]{64})$")
+SHA256 = re.compile(r"[0-9a-f]{64}")
+_PIN = re.compile(r"#sha256=(.*)\Z", re.IGNORECASE | re.DOTALL)  # from the first `#sha256=` on: 64 hex digits (source_pin)
 
 
 @dataclass(frozen=True)
@@ -37,14 +38,24 @@ class AdapterSource:
 def fetch_adapter(spec: str) -> AdapterSource:
     """A local folder as it is; `hf:org/name[@revision]` downloaded (or taken from the hub cache); either
     refused unless its weights have the sha256 a `#sha256=<hex>` pin states."""
-    pin = _PIN.search(spec)
+    pin = source_pin(spec)
     fetched = _fetch(without_pin(spec), spec)
     if pin:
         weights = fetched.folder / "adapter_model.safetensors"
         found = file_sha256(weights) if weights.is_file() else "no file"
-        if found != pin.group(1).lower():
-            raise AdapterError(f"adapter source {spec!r}: {weights} sha256 expected {pin.group(1).lower()}, found {found}")
+        if found != pin:
+            raise AdapterError(f"adapter source {spec!r}: {weights} sha256 expected {pin}, found {found}")
     return fetched
+
+
+def source_pin(spec: str) -> str | None:
+    """The sha256 a source pins (lower case), None where it pins none; an AdapterError for a malformed pin."""
+    match = _PIN.search(spec)
+    if match is None:
+        return None
+    if not SHA256.fullmatch(match.group(1).lower()):
+        raise AdapterError(f"adapter source {spec!r}: expected '#sha256=' and 64 hex digits at its end, found {match.group(0)!r}")
+    return match.group(1).lower()
 
 
 def without_pin(spec: str) -> str:
@@ -120,9 +131,12 @@ def read_manifest(path: str | Path) -> list[ManifestModule]:
 
 def fetch_checked(module: ManifestModule) -> AdapterSource:
     """Fetch a manifest module and refuse it unless its weights have the sha256 the manifest states."""
-    if not re.fullmatch(r"[0-9a-f]{64}", module.sha256):
+    if not SHA256.fullmatch(module.sha256):
         raise AdapterError(f"manifest module '{module.name}': sha256 expected 64 hex digits, found {module.sha256!r}")
     try:
-        return fetch_adapter(f"{module.source}#sha256={module.sha256}")
+        own = source_pin(module.source)
+        if own is not None and own != module.sha256:
+            raise AdapterError(f"source {module.source!r} pins sha256 {own}, expected the manifest's {module.sha256}")
+        return fetch_adapter(pinned(module.source, None, module.sha256))
     except AdapterError as err:
         raise AdapterError(f"manifest module '{module.name}': {err}") from None
