@@ -91,6 +91,8 @@ def main(argv: list[str]) -> None:
                 return "-"
             if reference is None:
                 return "no FedIT run"
+            if loss_cells([run, reference]) is None:  # not the same items (counts, answer tokens): no pairing
+                return "not the same items as FedIT's"
             estimate, low, high, _ = paired(_cells(run, keep), _cells(reference, keep))
             return f"{estimate:+.4f} [{low:+.4f}, {high:+.4f}]"
 

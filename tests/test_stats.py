@@ -1,5 +1,7 @@
 """Bootstrap intervals and paired tests against a plain loop, and the statistics table on runs built by hand."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -165,9 +167,23 @@ def test_runs_pair_only_on_the_same_items():
     fedit.score_ids, smart.score_ids = {"mbpp": ["Mbpp/1", "Mbpp/2"]}, {"mbpp": ["Mbpp/1", "Mbpp/2"]}
     row = next(line for line in statistics_table([fedit, smart]).splitlines() if line.startswith("| smartfed |"))
     assert row.split(" | ")[3].startswith("-0.7500 [") and row.split(" | ")[5].startswith("+50.0 [")  # by hand
-    smart.score_ids = {"mbpp": ["Mbpp/1", "Mbpp/3"]}
     other_items = run("smartfed", "smartfed", 0, [(1.0, 2), (2.0, 3)], [1.0, 1.0])  # another item's tokens
-    other_items.score_ids = smart.score_ids
+    other_items.score_ids = {"mbpp": ["Mbpp/1", "Mbpp/3"]}
     row = next(line for line in statistics_table([fedit, other_items]).splitlines() if line.startswith("| smartfed |"))
     assert row.split(" | ")[3] == "-" and row.split(" | ")[5].rstrip(" |") == "-"
     assert row.split(" | ")[2].startswith("0.6000 [")  # its own mean stands: (1 + 2) / 5
+
+
+def test_score_item_ids_are_read_where_every_item_has_one(tmp_path):
+    """A scores.json item without an id (an older run) leaves the suite's ids unknown: paired by position."""
+    from smartfed.fed.run_folder import RunFolder
+
+    fedit = run("fedit", "fedit", 0, [(2.0, 2)], [1.0, 0.0])
+    folder = tmp_path / "fedit"
+    RunFolder(folder).create(fedit.config)
+    (folder / "summary.json").write_text(fedit.summary.model_dump_json())
+    items = lambda ids: [{"correct": True, **({"id": i} if i else {})} for i in ids]  # noqa: E731
+    (folder / "scores.json").write_text(json.dumps({"suites": {"mbpp": {"items": items(["Mbpp/1", "Mbpp/2"])},
+                                                               "humaneval": {"items": items(["HumanEval/0", None])}}}))
+    read = RunResult.read(folder)
+    assert read.score_ids == {"mbpp": ["Mbpp/1", "Mbpp/2"]} and read.score_items["humaneval"] == [1.0, 1.0]

@@ -28,7 +28,7 @@ class RunResult:
     metrics: list[RoundRecord]
     summary: Summary
     score_items: dict[str, list[float]] = field(default_factory=dict)  # suite -> 1.0 / 0.0 per item, in order
-    score_ids: dict[str, list[str]] = field(default_factory=dict)  # suite -> each item's id, in the same order
+    score_ids: dict[str, list[str]] = field(default_factory=dict)  # suite -> each item's id, in the same order (where all have one)
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunResult":
@@ -40,7 +40,7 @@ class RunResult:
         scored = {s: r.get("items", []) for s, r in suites.items() if isinstance(r, dict)}
         return cls(Path(run_dir).name, run.config(), run.metrics(), summary,
                    {s: [float(i["correct"]) for i in items] for s, items in scored.items()},
-                   {s: [str(i.get("id", "")) for i in items] for s, items in scored.items()})
+                   {s: [str(i["id"]) for i in items] for s, items in scored.items() if all("id" in i for i in items)})
 
     @property
     def loss_items(self) -> list[tuple[float, int]] | None:
