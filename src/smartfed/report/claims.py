@@ -57,7 +57,7 @@ def _suites_weighted_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarra
 
 
 def _paired(a: list[RunResult], b: list[RunResult], cells) -> tuple[float, float, float] | None:
-    """The paired interval of a - b, where both score the same cells (the same suites and item counts)."""
+    """The paired interval of a - b, where both score the same cells (the same suites and items)."""
     if not a or not b or cells(a + b) is None:
         return None
     ca, cb = cells(a), cells(b)
