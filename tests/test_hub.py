@@ -168,3 +168,28 @@ def test_a_base_model_by_hub_id_loads_from_the_hub_cache(tiny_model_folder, tmp_
     reference, _ = load_base_model(tiny_model_folder)
     assert next(model.parameters()).dtype == torch.bfloat16 and len(tokenizer) == len(load_base_model(tiny_model_folder)[1])
     torch.testing.assert_close(model.model.embed_tokens.weight.float(), reference.model.embed_tokens.weight, rtol=1e-2, atol=1e-2)
+
+
+def test_hub_adapters_resolve_in_the_real_hub_cache_layout(tiny_model_folder, tmp_path, monkeypatch):
+    """The real huggingface_hub client, offline, over a cache laid out as it writes one (snapshots/<commit>,
+    refs/<branch>): a branch or no revision resolves to the commit the ref names, which the source records."""
+    commit = "b" * 40
+    folder = Path(tiny_pool(tiny_model_folder, tmp_path / "published", 1)[0])
+    repo = tmp_path / "hub" / "models--someone--m0"
+    (repo / "snapshots" / commit).mkdir(parents=True)
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy(folder / name, repo / "snapshots" / commit / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    import huggingface_hub.constants as constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    for spec in ("hf:someone/m0", "hf:someone/m0@main", f"hf:someone/m0@{commit}"):
+        fetched = fetch_adapter(spec)
+        assert fetched.revision == commit and fetched.folder == repo / "snapshots" / commit, spec
+    good = file_sha256(folder / "adapter_model.safetensors")
+    assert fetch_adapter(pinned("hf:someone/m0@main", commit, good)).revision == commit
+    with pytest.raises(AdapterError, match="hf:someone/m0@v9.*could not fetch"):
+        fetch_adapter("hf:someone/m0@v9")

@@ -82,7 +82,10 @@ def _fetch(location: str, spec: str) -> AdapterSource:
     try:
         folder = Path(snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=HUB_FILES))
     except Exception as err:  # network, auth, missing repo or revision
-        raise AdapterError(f"adapter source {spec!r}: could not fetch ({type(err).__name__}: {err})") from None
+        try:  # a snapshot already in the hub cache (the client looks there offline for a branch, not for a commit)
+            folder = Path(snapshot_download(repo_id=repo, revision=revision or None, allow_patterns=HUB_FILES, local_files_only=True))
+        except Exception:
+            raise AdapterError(f"adapter source {spec!r}: could not fetch ({type(err).__name__}: {err})") from None
     if not (folder / "adapter_model.safetensors").is_file():
         raise AdapterError(f"adapter source {spec!r}: expected adapter_model.safetensors (hub adapters load as safetensors only), found none")
     return AdapterSource(folder, spec, folder.name)  # the hub cache keeps snapshots under their commit hash
