@@ -186,5 +186,25 @@ def test_the_sparse_path_equals_the_dense_one(llama_adapters, kind, gate):
 
 def test_routers_that_read_activations_stay_dense(llama_adapters):
     base, folders = llama_adapters
-    model = attach_experts(copy.deepcopy(base), ExpertPool.from_adapters(folders, base), router="activation", sparse=True)
-    assert not any(layer.sparse for layer in routed_layers(model).values())
+    for sparse in (True, "auto"):
+        model = attach_experts(copy.deepcopy(base), ExpertPool.from_adapters(folders, base), router="activation", sparse=sparse)
+        assert not any(layer.computes_only_kept_experts() for layer in routed_layers(model).values())
+
+
+def test_auto_sparse_gathers_the_kept_experts_where_it_measured_faster(llama_adapters):
+    """auto: sparse where M >= 128 k (bench/sparse_crossover.py's CPU crossover), decided at each forward, so an EEQA
+    quota that lowers k can switch a matrix to the sparse path; the config takes true, false or auto."""
+    from smartfed.config import load_config
+    from smartfed.errors import ConfigError
+
+    base, folders = llama_adapters
+    layer = next(iter(routed_layers(attach_experts(copy.deepcopy(base), ExpertPool.from_adapters(folders, base), sparse="auto")).values()))
+    chosen = {}
+    for m, k in [(32, 1), (32, 2), (128, 1), (128, 2), (512, 1), (512, 4), (512, 8)]:
+        layer.num_experts, layer.top_k = m, k
+        chosen[m, k] = layer.computes_only_kept_experts()
+    # the measured table (README): sparse / dense < 1 exactly at (128, 1), (512, 1), (512, 2), (512, 4)
+    assert chosen == {(32, 1): False, (32, 2): False, (128, 1): True, (128, 2): False, (512, 1): True, (512, 4): True, (512, 8): False}
+    assert load_config(overrides=["router.sparse=auto"]).router.sparse == "auto"
+    with pytest.raises(ConfigError, match="router.sparse"):
+        load_config(overrides=["router.sparse=sometimes"])

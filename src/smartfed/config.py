@@ -8,7 +8,7 @@ found value. `smartfed run --help-config` lists every key.
 import subprocess
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -64,7 +64,8 @@ class RouterSection(Section):
     # gate and init: the lowest dev loss of `smartfed tune zh+math`'s 20 routing trials (docs/tuning/zh+math)
     gate: str = Field("scaled", description=f"gate over the top-k logits: one of {', '.join(GATES)} (routers/gates.py)")
     output_scale: bool = Field(False, description="a learned scale per matrix on the routed update, starting at 1")
-    sparse: bool = Field(False, description="compute only the k kept experts per token (linear and lowrank routers); pays off when k << M")
+    sparse: bool | Literal["auto"] = Field(False, description="compute only the k kept experts per token (linear and lowrank routers): "
+                                                            "true, false, or auto (where M >= 128 k, where it measured faster on CPU)")
     init: str = Field("auto", description=f"router start: random; arrow (Arrow's zero-shot choice; for {', '.join(arrow_initialisable())}); "
                                           "auto: arrow where the router kind can start there, else random")
 

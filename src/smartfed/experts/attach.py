@@ -31,7 +31,7 @@ def attach_experts(
     gate: str = "softmax",
     output_scale: bool = False,
     init: str = "random",
-    sparse: bool = False,
+    sparse: bool | str = False,  # or "auto" (RoutedLinear)
     **router_options,
 ) -> nn.Module:
     """Wrap every matrix the pool adapts in a RoutedLinear, in place, and return the model.

@@ -21,8 +21,13 @@ def compute_dtype(base_layer: nn.Module) -> torch.dtype:
     return dtype if dtype.is_floating_point else getattr(base_layer, "compute_dtype", None) or torch.bfloat16
 
 
+# `router.sparse = "auto"` gathers the kept experts where M >= 128 k: where bench/sparse_crossover.py measured the
+# sparse path faster on 2 CPU cores (one layer, d = 576, 1,024 tokens; README): M = 128 at k = 1, M = 512 at k <= 4.
+SPARSE_EXPERTS_PER_KEPT = 128
+
+
 class RoutedLinear(nn.Module):
-    def __init__(self, base_layer: nn.Module, experts: MatrixExperts, router: Router, top_k: int, sparse: bool = False):
+    def __init__(self, base_layer: nn.Module, experts: MatrixExperts, router: Router, top_k: int, sparse: bool | str = False):
         super().__init__()
         self.base_layer = base_layer
         place = {"device": base_layer.weight.device, "dtype": compute_dtype(base_layer)}
@@ -41,17 +46,23 @@ class RoutedLinear(nn.Module):
         self.num_experts = experts.num_experts
         self.top_k = top_k
         # Compute only the k kept experts per token (gathering their A rows and B columns) where the router
-        # needs no expert activations; worth it when k is much smaller than M (bench/sparse_crossover.py measures it).
-        self.sparse = sparse and not router.reads_activations
+        # needs no expert activations: always, never, or "auto", where k is small enough against M (an EEQA quota
+        # changes k between rounds, so auto decides at each forward).
+        self.sparse = sparse if not router.reads_activations else False
         # EEQA importance (smartfed.quota.importance): a running sum, read once per local training.
         self.track_importance = False
         self.token_mask: torch.Tensor | None = None  # (batch, seq) real tokens, set while importance is measured
         self.register_buffer("importance_sum", torch.zeros((), dtype=torch.float32, device=place["device"]), persistent=False)
         self.register_buffer("importance_count", torch.zeros((), dtype=torch.float32, device=place["device"]), persistent=False)
 
+    def computes_only_kept_experts(self) -> bool:
+        if self.sparse == "auto":
+            return self.num_experts >= SPARSE_EXPERTS_PER_KEPT * self.top_k
+        return bool(self.sparse) and self.top_k < self.num_experts
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)  # (..., d_out)
-        if self.sparse and self.top_k < self.num_experts:
+        if self.computes_only_kept_experts():
             delta = self._sparse_delta(x)  # (..., d_out)
             if self.track_importance:
                 self._measure(y, torch.linalg.vector_norm(delta.detach(), dim=-1, dtype=torch.float32))
