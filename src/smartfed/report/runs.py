@@ -267,8 +267,25 @@ def bytes_plot(results: list[RunResult], out: Path) -> Path:
     return _save(fig, out)
 
 
+def _final_loss_band(runs: list[RunResult]) -> tuple[float, float, float]:
+    """(estimate, low, high) of the final held-out loss over seeds: the 95% bootstrap interval over seeds and items where
+    every run recorded the same items, else the mean with a min-to-max band."""
+    items = [r.loss_items for r in runs]
+    if all(i is not None for i in items) and len({len(i) for i in items}) == 1:
+        return interval(*np.moveaxis(np.array(items, dtype=float), -1, 0))  # (seeds, items, 2) -> sums, tokens
+    losses = [r.summary.final_heldout_loss for r in runs]
+    return float(np.mean(losses)), min(losses), max(losses)
+
+
+def _errorbar(ax, x: list[float], bands: list[tuple[float, float, float]], label: str) -> None:
+    center, low, high = (np.array(column) for column in zip(*bands))
+    below, above = np.clip(center - low, 0, None), np.clip(high - center, 0, None)  # a bootstrap interval may miss its estimate
+    ax.errorbar(x, center, yerr=[below, above], marker="o", capsize=3, label=label)
+
+
 def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
-    """Mean benchmark score and final held-out loss against data fraction, per method, averaged over seeds (sweeps only)."""
+    """Mean benchmark score (min-to-max over seeds) and final held-out loss (95% interval over seeds and items, where
+    recorded) against data fraction, per method (sweeps only)."""
     by_setting: dict[str, dict[float, list[RunResult]]] = {}
     for r in results:  # runs that differ only in their data fraction, seed and name form one sweep
         same = {k: v for k, v in r.config.in_effect().items() if k not in ("run.name", "run.seed", "data.fraction")}
@@ -283,8 +300,9 @@ def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
         runs = [by_fraction[f] for f in fractions]
         label = f"{method} ({', '.join(str(len(rs)) for rs in runs)} seeds)"
         if all(r.mean_score is not None for rs in runs for r in rs):
-            left.plot(fractions, [100 * np.mean([r.mean_score for r in rs]) for rs in runs], marker="o", label=label)
-        right.plot(fractions, [np.mean([r.summary.final_heldout_loss for r in rs]) for rs in runs], marker="o", label=label)
+            scores = [[100 * r.mean_score for r in rs] for rs in runs]
+            _errorbar(left, fractions, [(float(np.mean(v)), min(v), max(v)) for v in scores], label)
+        _errorbar(right, fractions, [_final_loss_band(rs) for rs in runs], label)
     for ax, label in ((left, "mean benchmark score (%)"), (right, "final held-out loss")):
         ax.set_xscale("log")
         ax.set_xlabel("fraction of each client's data")
