@@ -1,6 +1,9 @@
 """The headline-claims table on runs built by hand, each verdict worked out from the rules in report/claims.py."""
 
+import pytest
+
 from smartfed.config import load_config
+from smartfed.errors import SmartFedError
 from smartfed.fed.records import ClientRecord, RoundRecord, Summary
 from smartfed.report.claims import claims_table, composition_claims
 from smartfed.report.runs import RunResult
@@ -108,3 +111,10 @@ def test_convergence_cannot_be_told_where_untrained_smartfed_starts_below_fedits
         "cannot tell", "FedIT rounds / rounds per seed: 4.00x, 4.00x; untrained (round 0) SmartFed is already at or "
                        "below FedIT's final loss (seed 0)")
     assert verdicts(fedit[1:] + [behind])["3.95x faster convergence"] == ("holds", "FedIT rounds / rounds per seed: 4.00x")
+
+
+def test_two_runs_of_one_claim_and_seed_are_named_not_picked():
+    fedit = run("fedit", "fedit", 0, [3.0, 1.0])
+    smart = [run("smartfed", "smartfed", 0, [3.0, 0.9]), run("smartfed-seed0", "smartfed", 0, [3.0, 2.0])]
+    with pytest.raises(SmartFedError, match="two 'smartfed' runs of zh\\+math at seed 0 and the same scale"):
+        verdicts([fedit, *smart])

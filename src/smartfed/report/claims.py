@@ -23,6 +23,7 @@ four ratios, the data-fraction sweep's report the 10% claim.
 
 import numpy as np
 
+from smartfed.errors import SmartFedError
 from smartfed.report.runs import RunResult, base_name, scale
 from smartfed.report.statistics import loss_cells, on_shared_seeds, score_cells
 from smartfed.report.stats import paired
@@ -42,7 +43,14 @@ def _runs(results: list[RunResult], composition: str, name: str, like: RunResult
     nor the other way round."""
     named = [r for r in results if r.config.data.composition == composition and base_name(r) == name]
     like = like or (named[0] if named else None)
-    by_seed = {r.config.run.seed: r for r in named if _scale(r) == _scale(like)}
+    by_seed: dict[int, RunResult] = {}
+    for r in named:
+        if _scale(r) != _scale(like):
+            continue
+        if r.config.run.seed in by_seed:  # two runs of one claim and seed: which one decides it is not ours to pick
+            raise SmartFedError(f"two '{name}' runs of {composition} at seed {r.config.run.seed} and the same scale: "
+                             f"{by_seed[r.config.run.seed].config.run_dir} and {r.config.run_dir}; report one of them")
+        by_seed[r.config.run.seed] = r
     return [by_seed[seed] for seed in sorted(by_seed)]
 
 
