@@ -187,3 +187,21 @@ def test_score_item_ids_are_read_where_every_item_has_one(tmp_path):
                                                                "humaneval": {"items": items(["HumanEval/0", None])}}}))
     read = RunResult.read(folder)
     assert read.score_ids == {"mbpp": ["Mbpp/1", "Mbpp/2"]} and read.score_items["humaneval"] == [1.0, 1.0]
+
+
+
+@pytest.mark.parametrize("text, message", [("{", "expected JSON, found JSONDecodeError"), ("[1]", "expected a JSON object of suites, found list"),
+                                           ('{"suites": {"mbpp": {"items": [{"correct": true}, {"id": "x"}]}}}',
+                                            "suites.mbpp.items\\[1\\] expected an object with a boolean 'correct', found \"\\{'id': 'x'\\}\""),
+                                           ('{"suites": {"mbpp": {"items": "all right"}}}', "suites.mbpp.items\\[0\\] expected an object")])
+def test_a_malformed_scores_file_is_named(tmp_path, text, message):
+    from smartfed.errors import SmartFedError
+    from smartfed.fed.run_folder import RunFolder
+
+    fedit = run("fedit", "fedit", 0, [(2.0, 2)], [1.0])
+    folder = tmp_path / "fedit"
+    RunFolder(folder).create(fedit.config)
+    (folder / "summary.json").write_text(fedit.summary.model_dump_json())
+    (folder / "scores.json").write_text(text)
+    with pytest.raises(SmartFedError, match=message):
+        RunResult.read(folder)

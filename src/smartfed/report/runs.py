@@ -14,6 +14,7 @@ import numpy as np  # noqa: E402
 
 from smartfed.config import RunConfig  # noqa: E402
 from smartfed.eval.generate import mean_loss  # noqa: E402
+from smartfed.errors import SmartFedError  # noqa: E402
 from smartfed.fed.records import RoundRecord, Summary  # noqa: E402
 from smartfed.fed.run_folder import RunFolder  # noqa: E402
 from smartfed.io import atomic_path  # noqa: E402
@@ -34,10 +35,7 @@ class RunResult:
     def read(cls, run_dir: Path) -> "RunResult":
         run = RunFolder(run_dir)
         summary = run.summary()
-        scores_file = Path(run_dir) / "scores.json"
-        suites = json.loads(scores_file.read_text()) if scores_file.is_file() else {}
-        suites = suites.get("suites", suites)  # scores.json of smartfed 0.1 held the suites at the top
-        scored = {s: r.get("items", []) for s, r in suites.items() if isinstance(r, dict)}
+        scored = _scored_items(Path(run_dir) / "scores.json")
         return cls(Path(run_dir).name, run.config(), run.metrics(), summary,
                    {s: [float(i["correct"]) for i in items] for s, items in scored.items()},
                    {s: [str(i["id"]) for i in items] for s, items in scored.items() if all("id" in i for i in items)})
@@ -101,6 +99,28 @@ class RunResult:
     @property
     def evaluated_every_round(self) -> bool:
         return self.config.eval.every == 1
+
+
+def _scored_items(path: Path) -> dict[str, list[dict]]:
+    """suite -> its items (each with `correct`) from a run's scores.json; {} where the run scored none. A file that is
+    not that is an error naming the file, the key, what was expected and what was found."""
+    if not path.is_file():
+        return {}
+    try:
+        suites = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise SmartFedError(f"{path}: expected JSON, found {type(err).__name__}: {err}") from None
+    if not isinstance(suites, dict):
+        raise SmartFedError(f"{path}: expected a JSON object of suites, found {type(suites).__name__}")
+    suites = suites.get("suites", suites)  # scores.json of smartfed 0.1 held the suites at the top
+    scored = {s: r.get("items", []) for s, r in suites.items() if isinstance(r, dict)}
+    for suite, items in scored.items():
+        bad = next((n for n, i in enumerate(items if isinstance(items, list) else [None])
+                    if not isinstance(i, dict) or not isinstance(i.get("correct"), (bool, int, float))), None)
+        if bad is not None:
+            found = items[bad] if isinstance(items, list) else items
+            raise SmartFedError(f"{path}: suites.{suite}.items[{bad}] expected an object with a boolean 'correct', found {str(found)[:80]!r}")
+    return scored
 
 
 def same_score_items(runs: list[RunResult], suite: str) -> bool:
