@@ -11,7 +11,9 @@
 # The queue: zh+math's comparison (every method at seed 0, the coverage pools at seed 0, every method at seeds 1
 # and 2), then the data-fraction sweep (the paper's 10% claim, on zh+math); then math+code and zh+code the same
 # way (without the sweep); then every composition's coverage pools at seeds 1 and 2. A finished run is skipped, a stopped one resumes at its
-# last round, a run another process is writing is passed over. Running time on 2 CPU cores: see the README's "Budget".
+# last round, a run another process is writing is passed over. Running time on 2 CPU cores (the README's "Budget",
+# measured per run): 105 runs of 20-61 minutes of one core each (about an hour for LoRAHub), about 70 hours of one
+# core in all, 35 on two workers; a session goes on where the last one stopped.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 workers="${1:-2}"
