@@ -1,6 +1,6 @@
 """The committed results are what the committed run folders say: each report.md's text is what `smartfed report`
 writes from its run folders today (plots aside), and every table row of the README's results section is a row of a
-committed report or of `experiments/overlap.py`'s table. A run folder committed without its report rerun
+committed report, of the overview across compositions or of `experiments/overlap.py`'s table. A run folder committed without its report rerun
 (`experiments/report.sh`), or a README number typed by hand, fails here."""
 
 import importlib.util
@@ -35,6 +35,10 @@ def test_each_committed_report_is_what_its_run_folders_say(report):
     assert _without_plots(regenerated) == _without_plots((report / "report.md").read_text()), f"rerun experiments/report.sh: {report}"
 
 
+def test_the_overview_is_what_the_comparisons_say():
+    assert experiments_report.overview(REPORTS) == (RESULTS / "overview.md").read_text(), "rerun experiments/report.sh"
+
+
 def test_every_results_table_row_in_the_readme_comes_from_a_committed_report():
     readme = (REPO / "README.md").read_text().splitlines()
     start = next(i for i, line in enumerate(readme) if line.startswith("### SmartFed against the baselines"))
@@ -43,5 +47,6 @@ def test_every_results_table_row_in_the_readme_comes_from_a_committed_report():
     overlap = subprocess.run([sys.executable, str(REPO / "experiments" / "overlap.py"), str(RESULTS / "math+code")],
                              capture_output=True, text=True, check=True).stdout
     sources = {line for report in REPORTS for line in (report / "report.md").read_text().splitlines()} | set(overlap.splitlines())
+    sources |= set((RESULTS / "overview.md").read_text().splitlines())
     assert len(rows) > 20  # the statistics, claims, EEQA and overlap tables
     assert [row for row in rows if row not in sources] == []

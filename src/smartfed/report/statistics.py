@@ -83,24 +83,41 @@ def _reference(run: RunResult, groups: list[list[RunResult]]) -> tuple[list[RunR
     return next((g for g in groups if is_reference_for(g[0], run, fraction=1)), None), True
 
 
+def _compared(results: list[RunResult]):
+    """Per setting: (label, its runs, the runs paired with FedIT's, FedIT's, the seeds note, how many times the
+    setting's rows repeat in the pairing)."""
+    groups = settings(results)
+    for label, runs in groups.items():
+        reference, on_all = _reference(runs[0], list(groups.values()))
+        mine, theirs, note, repeat = _pairing(runs, reference)
+        yield label, runs, mine, theirs, note + " (FedIT on all the data)" * (on_all and bool(mine)), repeat
+
+
 def statistics_table(results: list[RunResult]) -> str | None:
     """Markdown, or None when no run recorded per-item losses or scores."""
-    groups = settings(results)
     suites = list(dict.fromkeys(s for r in results for s in r.score_items))
-    if not any(loss_cells(runs) for runs in groups.values()) and not suites:
+    if not any(loss_cells(runs) for runs in settings(results).values()) and not suites:
         return None
     header = ["setting", "seeds", "held-out loss [95% CI]", "- FedIT's [95% CI], p",
               *(cell for s in suites for cell in (f"{s} % [95% CI]", "- FedIT's (pp), p"))]
     lines = ["| " + " | ".join(header) + " |", "|---|---:|---|---|" + "---|---|" * len(suites)]
-    for label, runs in groups.items():
-        reference, on_all = _reference(runs[0], list(groups.values()))
-        mine, theirs, note, repeat = _pairing(runs, reference)
-        note += " (FedIT on all the data)" * (on_all and bool(mine))
+    for label, runs, mine, theirs, note, repeat in _compared(results):
         cells = [label, str(len(runs)), _ci(loss_cells(runs)), _versus(mine, theirs, loss_cells, repeat, note=note)]
         for suite in suites:
             suite_cells = partial(score_cells, suite=suite)
             cells += [_ci(suite_cells(runs), 100, ".1f"), _versus(mine, theirs, suite_cells, repeat, 100, "+.1f", note)]
         lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def overview_table(by_composition: dict[str, list[RunResult]]) -> str:
+    """Markdown: every setting of every composition's comparison against its FedIT on held-out loss (the columns of
+    `statistics_table` that every composition shares), one table across compositions."""
+    lines = ["| composition | setting | seeds | held-out loss [95% CI] | - FedIT's [95% CI], p |", "|---|---|---:|---|---|"]
+    for composition, results in by_composition.items():
+        for label, runs, mine, theirs, note, repeat in _compared(results):
+            lines.append(f"| {composition} | {label} | {len(runs)} | {_ci(loss_cells(runs))} | "
+                         f"{_versus(mine, theirs, loss_cells, repeat, note=note)} |")
     return "\n".join(lines)
 
 
