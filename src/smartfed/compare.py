@@ -109,8 +109,6 @@ def _changed_settings(config: RunConfig) -> list[str]:
     earlier build of the same pool modules (another machine's) is kept as it is: it stands for that build."""
     folder, finished = RunFolder(config.run_dir), (config.run_dir / SUMMARY).is_file()
     changed = folder.changed_settings(config, rebuilt_pool_ok=finished)  # ConfigError if that run trained something else
-    if changed:
-        folder.changed_settings(config)  # ConfigError if its modules were rebuilt: going on would train over others
     if changed and finished and not (config.run_dir / CHECKPOINTS).is_dir():
         key, (old, new) = next(iter(changed.items()))
         raise ConfigError(f"{config.run_dir}: an earlier run with {key}={old!r}, expected {new!r}, and no checkpoints to "

@@ -156,14 +156,17 @@ class RunFolder:
         where the pool's adapter folders are: the pool is the bytes the header's adapters_sha256 records (moved
         folders with the same bytes are the same pool, a module rebuilt in place with other bytes is another),
         where they can be read here. With `rebuilt_pool_ok`, the same modules rebuilt with other bytes
-        (`rebuilt_pool`) are no change: a finished run stands for the build it ran over."""
+        (`rebuilt_pool`) are no change where nothing else changed: a finished run stands for the build it ran
+        over (going on with it, or rescoring it, would run over the other build: still a change)."""
         saved = self._saved().in_effect()
         changed = {key: (saved.get(key), value) for key, value in config.in_effect().items()
                    if saved.get(key) != value and key not in LOCATION_KEYS}
         recorded, found = self.provenance().get("adapters_sha256"), _pool_digest(config)
-        if recorded and found and recorded != found and not (rebuilt_pool_ok and self.rebuilt_pool(config)):
+        if recorded and found and recorded != found:
             changed["pool.adapters"] = (f"adapters_sha256 {recorded}", f"adapters_sha256 {found}")
         elif recorded and found and "pool.adapters" in changed:
+            del changed["pool.adapters"]
+        if rebuilt_pool_ok and list(changed) == ["pool.adapters"] and self.rebuilt_pool(config):
             del changed["pool.adapters"]
         fixed = [key for key in changed if key not in RESUMABLE_KEYS]
         if fixed:
