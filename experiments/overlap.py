@@ -24,8 +24,7 @@ from smartfed.fed.workspace import evaluation_set
 from smartfed.pool.build import trained_examples
 from smartfed.fed.run_folder import RunFolder, pool_folders
 from smartfed.pool.resolve import adapters_digest
-from smartfed.report.runs import RunResult
-from smartfed.report.statistics import loss_cells
+from smartfed.report.runs import RunResult, loss_cells
 from smartfed.report.stats import interval, paired
 
 

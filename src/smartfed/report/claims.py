@@ -24,8 +24,8 @@ four ratios, the data-fraction sweep's report the 10% claim.
 import numpy as np
 
 from smartfed.errors import SmartFedError
-from smartfed.report.runs import RunResult, base_name, scale
-from smartfed.report.statistics import loss_cells, on_shared_seeds, score_cells
+from smartfed.report.runs import RunResult, base_name, loss_cells, scale
+from smartfed.report.statistics import on_shared_seeds, score_cells
 from smartfed.report.stats import paired
 
 ACCURACY_PP, CONVERGENCE, COMMUNICATION, ENERGY = 10.21, 3.95, 31.0, 3.6

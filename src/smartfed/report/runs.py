@@ -123,6 +123,18 @@ def _scored_items(path: Path) -> dict[str, list[dict]]:
     return scored
 
 
+def loss_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
+    """(summed NLL, answer tokens) per (run, held-out item); None unless every run scored the same items: as
+    many, with the same answer-token count each (what an item's tokens are does not depend on the method)."""
+    items = [r.loss_items for r in runs]
+    if any(i is None for i in items) or len({len(i) for i in items}) != 1:
+        return None
+    cells = np.array(items, dtype=float)  # (seeds, items, 2)
+    if not (cells[..., 1] == cells[:1, :, 1]).all():
+        return None
+    return cells[..., 0], cells[..., 1]
+
+
 def same_score_items(runs: list[RunResult], suite: str) -> bool:
     """Whether the runs scored the same items of `suite`, in the same order: by item id where they recorded ids."""
     return len({tuple(r.score_ids[suite]) for r in runs if r.score_ids.get(suite)}) <= 1
@@ -290,9 +302,9 @@ def bytes_plot(results: list[RunResult], out: Path) -> Path:
 def _final_loss_band(runs: list[RunResult]) -> tuple[float, float, float]:
     """(estimate, low, high) of the final held-out loss over seeds: the 95% bootstrap interval over seeds and items where
     every run recorded the same items, else the mean with a min-to-max band."""
-    items = [r.loss_items for r in runs]
-    if all(i is not None for i in items) and len({len(i) for i in items}) == 1:
-        return interval(*np.moveaxis(np.array(items, dtype=float), -1, 0))  # (seeds, items, 2) -> sums, tokens
+    cells = loss_cells(runs)
+    if cells is not None:
+        return interval(*cells)
     losses = [r.summary.final_heldout_loss for r in runs]
     return float(np.mean(losses)), min(losses), max(losses)
 

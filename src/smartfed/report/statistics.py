@@ -7,20 +7,8 @@ from functools import partial
 
 import numpy as np
 
-from smartfed.report.runs import RunResult, is_reference_for, same_score_items, settings
+from smartfed.report.runs import RunResult, is_reference_for, loss_cells, same_score_items, settings
 from smartfed.report.stats import interval, paired
-
-
-def loss_cells(runs: list[RunResult]) -> tuple[np.ndarray, np.ndarray] | None:
-    """(summed NLL, answer tokens) per (run, held-out item); None unless every run scored the same items: as
-    many, with the same answer-token count each (what an item's tokens are does not depend on the method)."""
-    items = [r.loss_items for r in runs]
-    if any(i is None for i in items) or len({len(i) for i in items}) != 1:
-        return None
-    cells = np.array(items, dtype=float)  # (seeds, items, 2)
-    if not (cells[..., 1] == cells[:1, :, 1]).all():
-        return None
-    return cells[..., 0], cells[..., 1]
 
 
 def score_cells(runs: list[RunResult], suite: str) -> tuple[np.ndarray, np.ndarray] | None:
