@@ -56,7 +56,18 @@ def test_half_precision_routers_train_and_aggregate_in_fp32(llama_adapters, dtyp
 # (dtype, tolerance on the initial held-out loss, on the final one), about 10x what this tiny model showed
 # (bf16 5e-5 and 5e-4, fp16 0 and 3e-4: the loss is taken in fp32)
 @pytest.mark.parametrize("dtype, initial_tol, final_tol", [("bfloat16", 0.001, 0.005), ("float16", 0.001, 0.005)])
-def test_a_half_precision_run_ends_close_to_the_fp32_run(tiny_model_folder, tmp_path, dtype, initial_tol, final_tol):
+def test_a_half_precision_run_ends_close_to_the_fp32_run(tiny_model_folder, tmp_path, dtype, initial_tol, final_tol, monkeypatch):
+    import smartfed.fed.workspace as workspace
+
+    loaded = []  # the dtype of every base model the runs load: the half run must really run in half precision
+    real_load = workspace.load_base_model
+
+    def load_and_record(*args, **kwargs):
+        model, tokenizer = real_load(*args, **kwargs)
+        loaded.append(next(model.parameters()).dtype)
+        return model, tokenizer
+
+    monkeypatch.setattr(workspace, "load_base_model", load_and_record)
     base = {"model.name": tiny_model_folder, "pool.adapters": tiny_pool(tiny_model_folder, tmp_path, 2), "run.out_dir": str(tmp_path),
             "model.device": "cpu", "data.composition": "zh+math", "federation.num_clients": 3, "federation.clients_per_round": 2,
             "federation.min_clients": 2, "federation.rounds": 2, "training.local_steps": 2, "training.batch_size": 2,
@@ -65,6 +76,7 @@ def test_a_half_precision_run_ends_close_to_the_fp32_run(tiny_model_folder, tmp_
     half = run_simulation(make_config(base, {"run.name": dtype, "model.dtype": dtype}), log=lambda *_: None)
     assert abs(half.initial_heldout_loss - fp32.initial_heldout_loss) < initial_tol
     assert abs(half.final_heldout_loss - fp32.final_heldout_loss) < final_tol
+    assert set(loaded) == {torch.float32, getattr(torch, dtype)} and loaded[-1] == getattr(torch, dtype)
 
 
 def test_experts_are_placed_on_the_base_models_device(llama_adapters):
