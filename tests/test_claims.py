@@ -68,8 +68,12 @@ def test_the_table_has_the_claims_the_runs_can_decide():
     assert claims_table([fedit]) is None
     assert claims_table([fedit, run("smartfed-seed1", "smartfed", 1, [3.0, 1.0])]) is None  # no common seed
     table = claims_table([fedit, run("smartfed", "smartfed", 0, [3.0, 1.0])])
-    assert "| zh+math | 1 | +10.21 pp accuracy | **cannot tell** | no benchmark scores on the same seeds and items |" in table
+    assert "| zh+math | 1 | +10.21 pp accuracy | **cannot tell** (provisional: 1 of 3 seeds) | no benchmark scores on the same seeds and items |" in table
     assert "10% data" not in table  # no `smartfed-frac0.1` run: its sweep's report has the row
+    communication = next(line for line in table.splitlines() if "communication" in line)
+    assert "provisional" not in communication  # bytes sent are the same at every seed
+    three = [run(_named(name, s), name, s, [3.0, 1.0]) for name in ("fedit", "smartfed") for s in (0, 1, 2)]
+    assert "| zh+math | 3 | +10.21 pp accuracy | **cannot tell** | no benchmark" in claims_table(three)  # not provisional
 
 
 def test_the_10_percent_claim_pairs_fedit_on_all_the_data_at_the_same_scale():
@@ -90,7 +94,7 @@ def test_the_10_percent_claim_pairs_fedit_on_all_the_data_at_the_same_scale():
         # the comparison's SmartFed reaches its FedIT's final 1.0 in round 1, FedIT in round 2 (the sweep's 0.5: never)
         assert rows["3.95x faster convergence"] == (1, "does not hold", "FedIT rounds / rounds per seed: 2.00x")
     assert claims_table([sweep_fedit, small]).splitlines()[2:] == [
-        "| zh+math | 1 | 10% data beats FedIT on all | **does not hold** | held-out loss +0.5000 [+0.5000, +0.5000], 1 seed |"]
+        "| zh+math | 1 | 10% data beats FedIT on all | **does not hold** (provisional: 1 of 3 seeds) | held-out loss +0.5000 [+0.5000, +0.5000], 1 seed |"]
 
 
 def test_convergence_cannot_be_told_from_runs_not_evaluated_every_round():
