@@ -90,3 +90,34 @@ def test_with_routing_from_only_the_rate_trials_run(tmp_path, monkeypatch):
     assert record["routing_from"] == str(tmp_path / "other")
     # the edge trials (2.00, 1.99, ...) end above the grid's best (2.0 - 0.01 x its position): the choice stays in the grid
     assert record["choice"]["smartfed"]["keys"] == chosen | {"training.lr": LR_GRID[-1]}
+
+
+@pytest.mark.slow
+def test_sweeps_side_by_side_share_a_stage_and_wait_for_each_others_trials(tiny_model_folder, tmp_path):
+    """A trial another `smartfed tune` holds (its folder's flock) is not run here but waited for; once that process
+    is gone (here: the lock released with no result, as a killed one leaves it) this sweep takes the trial over."""
+    import fcntl
+    import os
+
+    import smartfed.tune as tune
+
+    pool = "[" + ",".join(f'"{p}"' for p in tiny_pool(tiny_model_folder, tmp_path, 2)) + "]"
+    base = load_config(overrides=[f"model.name={tiny_model_folder}", f"pool.adapters={pool}"],
+                       base={**tune.QUICK, **tune.PINNED, "data.composition": "zh+math", "run.out_dir": str(tmp_path / "tune")})
+    trials = {"lr-fedit-0.001": {"run.method": "fedit", "training.lr": 1e-3}, "lr-fedit-0.01": {"run.method": "fedit", "training.lr": 1e-2}}
+    held = tmp_path / "tune" / "lr-fedit-0.001"
+    held.mkdir(parents=True)
+    fd = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another sweep's lock (a second open file: not this process's hold)
+    sleeps, logged = [], []
+
+    def other_process_dies(seconds):
+        assert not (held / "summary.json").exists() and (tmp_path / "tune" / "lr-fedit-0.01" / "summary.json").is_file()
+        sleeps.append(seconds)
+        os.close(fd)  # the lock goes with its process; the trial is left unfinished
+
+    results = tune._stage(base, trials, logged.append, wait=other_process_dies, poll_s=7)
+    assert sleeps == [7] and "waiting for 1 trial(s) another process runs: lr-fedit-0.001" in logged
+    assert [r["trial"] for r in results] == list(trials)
+    assert all(r["dev_loss_end"] == json.loads((tmp_path / "tune" / r["trial"] / "summary.json").read_text())["final_heldout_loss"]
+               for r in results)

@@ -11,11 +11,13 @@ that folder's choice, and every method, SmartFed included, gets the same trials 
 
 Every trial is a run folder OUT/<trial> evaluated on the dev split only (eval.split = dev), never on
 held-out data or benchmarks; OUT/tuning.json holds the grid, every trial's dev loss before and after
-training, and the choice per method. A sweep that stops picks up where it stopped. The keys a trial
+training, and the choice per method. A sweep that stops picks up where it stopped; several `smartfed tune`
+of one folder side by side share its trials (each runs those no other holds, then waits for theirs). The keys a trial
 does not set are pinned (PINNED), so the sweep means the same after `smartfed run`'s defaults follow it.
 """
 
 import json
+import time
 from pathlib import Path
 
 from smartfed.compare import run_comparison
@@ -75,8 +77,16 @@ def _result(name: str, keys: dict, run_dir: Path) -> dict:
     return {"trial": name, "keys": keys, "dev_loss_start": summary.initial_heldout_loss, "dev_loss_end": summary.final_heldout_loss}
 
 
-def _stage(base: RunConfig, trials: dict[str, dict], log) -> list[dict]:
-    dirs = run_comparison(_configs(base, trials), log=log, skip_busy=False)  # every trial's result is needed
+def _stage(base: RunConfig, trials: dict[str, dict], log, wait=time.sleep, poll_s: float = 30.0) -> list[dict]:
+    """Run the stage's trials; those another `smartfed tune` of the same folder is running are left to it, and
+    waited for (every trial's result is needed): so several sweeps side by side share one stage. A trial whose
+    process died is free again and taken over at the next poll (it resumes from its last checkpoint)."""
+    configs = _configs(base, trials)
+    dirs = run_comparison(configs, log=log)
+    while waiting := [c for c in configs if not (c.run_dir / SUMMARY).is_file()]:
+        log(f"waiting for {len(waiting)} trial(s) another process runs: {', '.join(c.run.name for c in waiting)}")
+        wait(poll_s)
+        run_comparison(waiting, log=lambda *_: None)
     return [_result(name, keys, d) for (name, keys), d in zip(trials.items(), dirs)]
 
 
