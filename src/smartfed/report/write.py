@@ -52,4 +52,8 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
               if r.method.uses_eeqa(r.config) and r.method.federated]  # clients of `local` each keep their own quotas
     text = report_text(results, [p for p in plots if p])
     atomic_write_text(out_dir / "report.md", text)
+    written = {p.name for p in plots if p}
+    for plot in [*out_dir.glob("quotas-*.png"), *(out_dir / f"{n}.png" for n in ("heldout_loss", "loss_vs_bytes", "data_fraction"))]:
+        if plot.is_file() and plot.name not in written:  # an earlier report's plot of what this one no longer has
+            plot.unlink()
     return text
