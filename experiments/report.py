@@ -3,6 +3,7 @@
     docs/results/<composition>/report/                    the comparison and its coverage pools (<composition>-pool-*)
     docs/results/<composition>-data-fraction/report-data-fraction/
     docs/results/<composition>-matched-rebuild/report/    Arrow over a rebuild of the matched module (README)
+    docs/results/<composition>-before-tuning/report/      runs at another composition's rates, before this one's tuning
     docs/results/overview.md                              every comparison's held-out loss against FedIT, one table
 
     .venv/bin/python experiments/report.py    # about a minute on 2 cores; all.sh runs it at the end (report.sh)
@@ -30,7 +31,7 @@ def committed_reports(results: Path = REPO / "docs" / "results") -> dict[Path, l
     for composition in COMPOSITIONS:
         reports[results / composition / "report"] = finished(results / composition, *sorted(results.glob(f"{composition}-pool-*"), key=str))
         reports[results / f"{composition}-data-fraction" / "report-data-fraction"] = finished(results / f"{composition}-data-fraction")
-    for folder in sorted(results.glob("*-matched-rebuild"), key=str):
+    for folder in sorted([*results.glob("*-matched-rebuild"), *results.glob("*-before-tuning")], key=str):
         reports[folder / "report"] = finished(folder)
     return {report: runs for report, runs in reports.items() if runs}
 
