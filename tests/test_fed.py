@@ -283,8 +283,10 @@ def test_report_table_and_plots(fed_config, tmp_path):
     text = write_report([configs[0].run_dir, twin], tmp_path / "report-both")
     assert "| report-eeqa | smartfed |" in text and "| other-pool/report-eeqa | smartfed |" in text  # the first folder's keep theirs
     assert (tmp_path / "report-both" / "quotas-other-pool_report-eeqa.png").is_file()
+    (tmp_path / "report" / "quotas-mine.png").write_bytes(b"a figure of the user's, no report's")
     write_report([configs[1].run_dir], tmp_path / "report")  # the same folder without the EEQA run: its plot goes
     assert not (tmp_path / "report" / "quotas-report-eeqa.png").exists() and (tmp_path / "report" / "heldout_loss.png").is_file()
+    assert (tmp_path / "report" / "quotas-mine.png").is_file()  # only what the earlier report.md showed is removed
 
 
 def test_killed_local_run_resumes_bit_identical(fed_config):

@@ -92,10 +92,9 @@ def test_with_routing_from_only_the_rate_trials_run(tmp_path, monkeypatch):
     assert record["choice"]["smartfed"]["keys"] == chosen | {"training.lr": LR_GRID[-1]}
 
 
-@pytest.mark.slow
-def test_sweeps_side_by_side_share_a_stage_and_wait_for_each_others_trials(tiny_model_folder, tmp_path):
-    """A trial another `smartfed tune` holds (its folder's flock) is not run here but waited for; once that process
-    is gone (here: the lock released with no result, as a killed one leaves it) this sweep takes the trial over."""
+def _held_trial_stage(tiny_model_folder, tmp_path):
+    """A stage of two FedIT trials whose first one another sweep holds (its folder's flock, taken on a second open
+    file: not this process's hold); returns (base config, trials, the held folder, the lock's fd)."""
     import fcntl
     import os
 
@@ -108,7 +107,19 @@ def test_sweeps_side_by_side_share_a_stage_and_wait_for_each_others_trials(tiny_
     held = tmp_path / "tune" / "lr-fedit-0.001"
     held.mkdir(parents=True)
     fd = os.open(held, os.O_RDONLY | os.O_DIRECTORY)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another sweep's lock (a second open file: not this process's hold)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return base, trials, held, fd
+
+
+@pytest.mark.slow
+def test_sweeps_side_by_side_share_a_stage_and_wait_for_each_others_trials(tiny_model_folder, tmp_path):
+    """A trial another `smartfed tune` holds is not run here but waited for; once that process is gone (here: the
+    lock released with no result, as a killed one leaves it) this sweep takes the trial over."""
+    import os
+
+    import smartfed.tune as tune
+
+    base, trials, held, fd = _held_trial_stage(tiny_model_folder, tmp_path)
     sleeps, logged = [], []
 
     def other_process_dies(seconds):
@@ -117,7 +128,28 @@ def test_sweeps_side_by_side_share_a_stage_and_wait_for_each_others_trials(tiny_
         os.close(fd)  # the lock goes with its process; the trial is left unfinished
 
     results = tune._stage(base, trials, logged.append, wait=other_process_dies, poll_s=7)
-    assert sleeps == [7] and "waiting for 1 trial(s) another process runs: lr-fedit-0.001" in logged
+    assert sleeps == [7] and "waiting for 1 trial(s) another process holds: lr-fedit-0.001" in logged
+    assert any(str(line).startswith("== lr-fedit-0.001") for line in logged)  # the taken-over trial's own log is kept
     assert [r["trial"] for r in results] == list(trials)
     assert all(r["dev_loss_end"] == json.loads((tmp_path / "tune" / r["trial"] / "summary.json").read_text())["final_heldout_loss"]
                for r in results)
+
+
+@pytest.mark.slow
+def test_a_trial_another_sweep_ran_with_other_settings_is_refused(tiny_model_folder, tmp_path):
+    """The other process finishes the held trial, but with other settings (another --set): its loss is not this
+    sweep's result."""
+    import os
+
+    import smartfed.tune as tune
+    from smartfed.compare import run_comparison
+
+    base, trials, held, fd = _held_trial_stage(tiny_model_folder, tmp_path)
+
+    def other_sweep_finishes_it(_seconds):
+        os.close(fd)
+        other = base.with_values({"run.name": "lr-fedit-0.001", **trials["lr-fedit-0.001"], "training.local_steps": 2})
+        run_comparison([other], log=lambda *_: None)
+
+    with pytest.raises(ConfigError, match=r"lr-fedit-0.001/config.toml: an earlier run with other settings \(training.local_steps\)"):
+        tune._stage(base, trials, lambda *_: None, wait=other_sweep_finishes_it, poll_s=1)

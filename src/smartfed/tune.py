@@ -80,13 +80,19 @@ def _result(name: str, keys: dict, run_dir: Path) -> dict:
 def _stage(base: RunConfig, trials: dict[str, dict], log, wait=time.sleep, poll_s: float = 30.0) -> list[dict]:
     """Run the stage's trials; those another `smartfed tune` of the same folder is running are left to it, and
     waited for (every trial's result is needed): so several sweeps side by side share one stage. A trial whose
-    process died is free again and taken over at the next poll (it resumes from its last checkpoint)."""
+    process died is free again and taken over at the next poll (it resumes from its last checkpoint); one whose
+    process hangs holds the stage until it is stopped. Every trial is checked against this sweep's settings at
+    the end, so one another sweep ran with other settings is an error, not a result."""
     configs = _configs(base, trials)
-    dirs = run_comparison(configs, log=log)
+    run_comparison(configs, log=log)
+    waiting_before: list[str] = []
     while waiting := [c for c in configs if not (c.run_dir / SUMMARY).is_file()]:
-        log(f"waiting for {len(waiting)} trial(s) another process runs: {', '.join(c.run.name for c in waiting)}")
+        if [c.run.name for c in waiting] != waiting_before:
+            waiting_before = [c.run.name for c in waiting]
+            log(f"waiting for {len(waiting)} trial(s) another process holds: {', '.join(waiting_before)}")
         wait(poll_s)
-        run_comparison(waiting, log=lambda *_: None)
+        run_comparison(waiting, log=lambda line: None if str(line).endswith("skipped here") else log(line))
+    dirs = run_comparison(configs, log=lambda *_: None)  # all finished: only the settings check (ConfigError) is left
     return [_result(name, keys, d) for (name, keys), d in zip(trials.items(), dirs)]
 
 

@@ -1,5 +1,6 @@
 """report.md and its plots from run folders."""
 
+import re
 from pathlib import Path
 
 from smartfed.io import atomic_write_text
@@ -43,8 +44,14 @@ def report_text(results: list[RunResult], plots: list[Path]) -> str:
     return text + "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
 
 
+def _linked_plots(report: Path) -> set[str]:
+    """The images a report.md shows (`![name](file.png)`), none where there is no report yet."""
+    return set(re.findall(r"!\[[^\]]*\]\(([^)/]+\.png)\)", report.read_text())) if report.is_file() else set()
+
+
 def write_report(run_dirs: list[Path], out_dir: Path) -> str:
     out_dir.mkdir(parents=True, exist_ok=True)
+    earlier = _linked_plots(out_dir / "report.md")
     results = read_runs(run_dirs)
     plots = [loss_plot(results, out_dir / "heldout_loss.png"), bytes_plot(results, out_dir / "loss_vs_bytes.png"),
              fraction_plot(results, out_dir / "data_fraction.png")]
@@ -52,8 +59,6 @@ def write_report(run_dirs: list[Path], out_dir: Path) -> str:
               if r.method.uses_eeqa(r.config) and r.method.federated]  # clients of `local` each keep their own quotas
     text = report_text(results, [p for p in plots if p])
     atomic_write_text(out_dir / "report.md", text)
-    written = {p.name for p in plots if p}
-    for plot in [*out_dir.glob("quotas-*.png"), *(out_dir / f"{n}.png" for n in ("heldout_loss", "loss_vs_bytes", "data_fraction"))]:
-        if plot.is_file() and plot.name not in written:  # an earlier report's plot of what this one no longer has
-            plot.unlink()
+    for name in earlier - {p.name for p in plots if p}:  # the earlier report's plots of what this one no longer has
+        (out_dir / name).unlink(missing_ok=True)
     return text
