@@ -9,7 +9,7 @@
 # Results: docs/results/math+code/ (one run folder per method and seed; checkpoints are not committed) and
 # docs/results/math+code/report/report.md. Resumable: finished runs are kept, a stopped one resumes at its
 # last round. Running time on 2 CPU cores (the README's "Budget", measured per run): a run 31-61 minutes of one
-# core (20 rounds 1,101-1,922 s, scoring 755-1,413 s; LoRAHub 2,708 s of rounds), the whole sweep (19 runs) about
+# core (20 rounds 1,083-1,922 s, scoring 755-1,413 s; LoRAHub 2,270-2,708 s of rounds), the whole sweep (19 runs) about
 # 15 hours of one core, half that on two workers.
 # --quick: the CI smoke scale (2 rounds, 4 clients, 1 step, 2 items per suite), meant for the tiny
 # test model and pool (tests/test_baselines.py passes them with --set model.name=... --set pool.adapters=[...]).
