@@ -35,6 +35,17 @@ def test_default_model_is_converted_once_frozen_and_in_eval_mode(smollm, cache):
     assert tokenizer.chat_template and tokenizer.pad_token is not None
 
 
+def test_published_shapes_match_the_real_model(smollm):
+    """`SHAPES["smollm2-135m"]` (what the GPU bench builds with random weights) has the real model's every
+    parameter name and shape, and its architecture."""
+    from smartfed.metrics.sizes import SHAPES, meta_model
+
+    model, _ = smollm
+    shaped = meta_model(SHAPES["smollm2-135m"])
+    assert type(shaped) is type(model)
+    assert {n: p.shape for n, p in shaped.named_parameters()} == {n: p.shape for n, p in model.named_parameters()}
+
+
 def test_bad_model_specs_are_named(tmp_path):
     with pytest.raises(SmartFedError, match="missing.gguf does not exist"):
         load_base_model(str(tmp_path / "missing.gguf"))

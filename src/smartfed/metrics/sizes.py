@@ -17,16 +17,25 @@ from smartfed.models.families import LLAMA_LINEAR_TYPES
 from smartfed.pool.adapter import LoraAdapter, LoraMatrix, linear_shape
 from smartfed.pool.expert_pool import ExpertPool
 
-# Published LLaMA-2-7B shapes (Touvron et al. 2023, Table 1 / the released config.json).
+# Published SmolLM2-135M shapes (the default model's config.json): 30 layers, tied embeddings.
+SMOLLM2_135M = LlamaConfig(
+    hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, head_dim=64,
+    vocab_size=49152, max_position_embeddings=8192, tie_word_embeddings=True,
+)
 # Published Qwen2-7B shapes (Yang et al. 2024, the released config.json): grouped-query attention, 4 KV heads.
 QWEN2_7B = Qwen2Config(
     hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4,
     vocab_size=152064, tie_word_embeddings=False,
 )
+# Published LLaMA-2-7B shapes (Touvron et al. 2023, Table 1 / the released config.json).
 LLAMA2_7B = LlamaConfig(
     hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
     num_key_value_heads=32, vocab_size=32000,
 )
+
+
+# Models by name whose shapes are known without their weights (benches build them with random weights).
+SHAPES = {"smollm2-135m": SMOLLM2_135M, "qwen2-7b": QWEN2_7B, "llama2-7b": LLAMA2_7B}
 
 
 def meta_model(config) -> nn.Module:

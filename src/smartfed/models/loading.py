@@ -107,7 +107,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
     return torch.device(spec)
 
 
-def _load_quantized(folder: str, bits: str, device: torch.device) -> PreTrainedModel:
+def load_quantized(folder: str, bits: str, device: torch.device) -> PreTrainedModel:
     """A 4-bit (NF4, double quantisation, as QLoRA) or 8-bit base through bitsandbytes, computing in bf16."""
     try:
         import bitsandbytes  # noqa: F401  (only to say clearly what is missing)
@@ -131,7 +131,7 @@ def load_base_model(
     """
     folder = resolve_model_folder(spec)
     if dtype in QUANTIZED:
-        model = _load_quantized(folder, dtype, resolve_device(device))
+        model = load_quantized(folder, dtype, resolve_device(device))
     else:
         if isinstance(dtype, str):
             if dtype not in DTYPES:
