@@ -34,11 +34,11 @@ def step_time(module: RoutedLinear, x: torch.Tensor) -> float:
     times = []
     for _ in range(REPEATS):
         if x.device.type == "cuda":
-            torch.cuda.synchronize()  # a sync point, for timing only
+            torch.cuda.synchronize(x.device)  # a sync point, for timing only
         began = time.perf_counter()
         module(x).sum().backward()
         if x.device.type == "cuda":
-            torch.cuda.synchronize()
+            torch.cuda.synchronize(x.device)
         times.append(time.perf_counter() - began)
     return statistics.median(times[1:])
 

@@ -27,7 +27,9 @@ without room for them) measures the same step. A 4-bit shape model is saved once
 """
 
 import argparse
+import gc
 import json
+import tempfile
 import os
 import statistics
 import subprocess
@@ -44,6 +46,7 @@ from smartfed import ExpertPool, attach_experts, detach_experts, router_paramete
 from smartfed.experts import RoutedLinear, routed_layers
 from smartfed.models.families import LLAMA_LINEAR_TYPES
 from smartfed.metrics.sizes import SHAPES
+from smartfed.io import replace_folder
 from smartfed.models import DTYPES, QUANTIZED, cache_dir, load_base_model, load_quantized, resolve_device
 from smartfed.routers import ROUTER_KINDS, topk_softmax
 
@@ -58,11 +61,14 @@ def random_adapters(model) -> list[Path]:
     tag = "" if PLACE["model"] == "smollm2-135m-instruct" else PLACE["model"].replace(":", "-").replace("/", "-") + "-"
     folders = [cache_dir() / "bench" / f"random-{tag}r{RANK}-{n}" for n in range(MODULES)]
     for n, folder in enumerate(folders):
-        if not (folder / "adapter_model.safetensors").is_file():
+        if not folder.is_dir():  # saved whole or not at all
             torch.manual_seed(n)
             peft_model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=list(LLAMA_LINEAR_TYPES), init_lora_weights=False))
-            peft_model.save_pretrained(folder)
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent)
+            peft_model.save_pretrained(tmp)
             peft_model.unload()
+            replace_folder(tmp, folder)
     return folders
 
 
@@ -110,9 +116,12 @@ def shape_model(name: str, dtype: str, device: str):
     torch.manual_seed(0)
     if dtype in QUANTIZED:  # bitsandbytes quantises while loading: save the random bf16 weights once
         folder = cache_dir() / "bench" / f"shape-{name}"
-        if not (folder / "config.json").is_file():
+        if not folder.is_dir():  # saved whole or not at all: a run stopped while saving leaves no folder
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            tmp = tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent)
             with torch.device(resolve_device(device)):
-                AutoModelForCausalLM.from_config(SHAPES[name], dtype=torch.bfloat16).save_pretrained(folder)
+                AutoModelForCausalLM.from_config(SHAPES[name], dtype=torch.bfloat16).save_pretrained(tmp)
+            replace_folder(tmp, folder)
         model = load_quantized(str(folder), dtype, resolve_device(device))
     else:
         with torch.device(resolve_device(device)):
@@ -133,22 +142,20 @@ def load():
 
 def _sync(model) -> None:
     if model.device.type == "cuda":
-        torch.cuda.synchronize()  # a sync point, for timing only
+        torch.cuda.synchronize(model.device)  # a sync point, for timing only
 
 
 def count_flops(m, params, optimizer, ids) -> int | None:
     """Run one train step and return its matmul FLOPs; None where torch cannot count them (its counter
-    rejects grouped-query attention's shapes in SDPA, as Qwen2-7B's)."""
+    rejects grouped-query attention's shapes in CUDA's SDPA, as SmolLM2's 9 query and 3 KV heads)."""
     try:
         with FlopCounterMode(display=False) as counter:
             train_step(m, params, optimizer, ids)
-    except AssertionError as err:
+        return counter.get_total_flops()
+    except AssertionError as err:  # raised at the first attention, before any backward: nothing to undo
         print(f"FLOPs not counted: {err}", file=sys.stderr)
-        if optimizer:
-            optimizer.zero_grad(set_to_none=True)
-        train_step(m, params, optimizer, ids)
-        return None
-    return counter.get_total_flops()
+    train_step(m, params, optimizer, ids)  # outside the handler, which would keep the failed graph alive
+    return None
 
 
 def time_variants(variants: list[str], rounds: int, steps: int) -> tuple[dict[str, list[float]], dict[str, int | None], dict[str, float]]:
@@ -156,6 +163,8 @@ def time_variants(variants: list[str], rounds: int, steps: int) -> tuple[dict[st
     GPU the peak memory the first round's steps add (MB; the allocator's own count, so exact in one process)."""
     model, pool, ids = load()
     cuda = model.device.type == "cuda"
+    if cuda:  # one untimed step first, so that no variant's peak holds the one-time buffers (cuBLAS workspaces)
+        train_step(model, [], None, ids)
     times: dict[str, list[float]] = {v: [] for v in variants}
     flops: dict[str, int | None] = {}
     peaks: dict[str, float] = {}
@@ -165,9 +174,10 @@ def time_variants(variants: list[str], rounds: int, steps: int) -> tuple[dict[st
             optimizer = torch.optim.AdamW(params, lr=1e-3) if params else None
             if r == 0:  # the first warm-up (untimed) also counts the step's FLOPs
                 if cuda:
-                    torch.cuda.synchronize()
-                    before = torch.cuda.memory_allocated()
-                    torch.cuda.reset_peak_memory_stats()
+                    gc.collect()  # the last variant's graph, if a reference cycle holds it
+                    torch.cuda.synchronize(model.device)
+                    before = torch.cuda.memory_allocated(model.device)
+                    torch.cuda.reset_peak_memory_stats(model.device)
                 flops[variant] = count_flops(m, params, optimizer, ids)
             else:
                 train_step(m, params, optimizer, ids)  # warm-up
@@ -178,7 +188,7 @@ def time_variants(variants: list[str], rounds: int, steps: int) -> tuple[dict[st
                 _sync(model)
                 times[variant].append(time.perf_counter() - start)
             if r == 0 and cuda:
-                peaks[variant] = (torch.cuda.max_memory_allocated() - before) / 2**20
+                peaks[variant] = (torch.cuda.max_memory_allocated(model.device) - before) / 2**20
             del optimizer
             teardown()
             print(f"round {r + 1}/{rounds} {variant:20s} {statistics.median(times[variant][-steps:]):.3f} s/step", file=sys.stderr)
@@ -220,6 +230,8 @@ def main() -> None:
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") != MMAP_THRESHOLD:  # must be set before the process starts
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, "MALLOC_MMAP_THRESHOLD_": MMAP_THRESHOLD})
     if args.memory_of:
+        if resolve_device(args.device).type != "cpu":
+            parser.error("--memory-of measures RSS: CPU only (a GPU's peak is measured in the timing process)")
         return memory_of(args.memory_of, 2)
 
     variants = [v for v in VARIANTS if v in {"bare", "lora-r8", *args.variants.split(",")}]
