@@ -45,7 +45,7 @@ def source_lines(source: str, repo: Path = REPO) -> list[str]:
     path = (repo / source).resolve()
     if len(words) != 1 or not path.is_relative_to((repo / "docs" / "results").resolve()) or not path.is_file():
         raise ValueError(f"README table source {source!r}: expected a file under docs/results or experiments/overlap.py ARGS")
-    return path.read_text().splitlines()
+    return path.read_text(encoding="utf-8").splitlines()
 
 
 def table_from(sources: list[str], header: str, repo: Path = REPO) -> list[str]:
@@ -72,6 +72,8 @@ def marked_tables(lines: list[str]) -> list[tuple[int, list[str], int, int]]:
             if start is None:
                 raise ValueError(f"README line {i + 1}: expected a table within two lines of the marker, found none")
             end = next((j for j in range(start, len(lines)) if not lines[j].startswith("|")), len(lines))
+            if found and start < found[-1][3]:
+                raise ValueError(f"README line {i + 1}: a second marker for the table of line {found[-1][0] + 1}")
             found.append((i, sources, start, end))
     return found
 
@@ -93,7 +95,7 @@ def main() -> None:
     parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a marked table differs from its sources")
     args = parser.parse_args()
     readme = REPO / "README.md"
-    text = readme.read_text()
+    text = readme.read_text(encoding="utf-8")
     lines, changed = refreshed(text.splitlines())
     if args.check:
         print("\n".join(f"differs from its sources: README {c}" for c in changed) or "every marked table is its sources'")

@@ -69,3 +69,5 @@ def test_a_readme_table_joins_its_sources_tables_under_one_header(tmp_path):
         readme_tables.table_from(["docs/results/../../../etc/passwd"], "| k | v |", tmp_path)
     with pytest.raises(ValueError, match="README line 1: expected a table within two lines of the marker"):
         readme_tables.marked_tables(["<!-- table: docs/results/a.md -->", "", "", "| k | v |"])
+    with pytest.raises(ValueError, match="README line 2: a second marker for the table of line 1"):
+        readme_tables.marked_tables(["<!-- table: docs/results/a.md -->", "<!-- table: docs/results/b.md -->", "| k | v |"])
