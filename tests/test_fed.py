@@ -452,6 +452,7 @@ def test_one_process_writes_a_run_folder_at_a_time(fed_config):
         logs = []
         assert run_comparison([config], log=logs.append) == [folder]
         assert logs == [f"{busy}: skipped here"]
+        assert run_comparison([config], log=logs.append, log_busy=False) == [folder] and len(logs) == 1  # tune's polls
         with pytest.raises(RunBusy, match=re.escape(busy)):  # a tuning sweep needs every trial's result
             run_comparison([config], skip_busy=False)
         assert sorted(p.name for p in folder.iterdir()) == ["metrics.jsonl"]  # untouched

@@ -129,6 +129,7 @@ def test_sweeps_side_by_side_share_a_stage_and_wait_for_each_others_trials(tiny_
 
     results = tune._stage(base, trials, logged.append, wait=other_process_dies, poll_s=7)
     assert sleeps == [7] and "waiting for 1 trial(s) another process holds: lr-fedit-0.001" in logged
+    assert sum(str(line).endswith("skipped here") for line in logged) == 1  # said once, in the first pass, not at each poll
     assert any(str(line).startswith("== lr-fedit-0.001") for line in logged)  # the taken-over trial's own log is kept
     assert [r["trial"] for r in results] == list(trials)
     assert all(r["dev_loss_end"] == json.loads((tmp_path / "tune" / r["trial"] / "summary.json").read_text())["final_heldout_loss"]

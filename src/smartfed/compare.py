@@ -122,10 +122,11 @@ def pending_runs(configs: list[RunConfig]) -> list[Path]:
     return [c.run_dir for c in configs if not (c.run_dir / SUMMARY).is_file() or _changed_settings(c)]
 
 
-def run_comparison(configs: list[RunConfig], log=print, skip_busy: bool = True) -> list[Path]:
+def run_comparison(configs: list[RunConfig], log=print, skip_busy: bool = True, log_busy: bool = True) -> list[Path]:
     """Run every config not finished yet; return the run folders in order. A finished run whose evaluation
     settings changed (e.g. eval.max_new_tokens) resumes from its last checkpoint and is scored again. A run
-    another process is writing is skipped (its folder is returned unfinished), or, without `skip_busy`, RunBusy."""
+    another process is writing is skipped (its folder is returned unfinished; said in the log if `log_busy`),
+    or, without `skip_busy`, RunBusy."""
     for config in configs:
         try:
             with RunFolder(config.run_dir).writing():
@@ -133,7 +134,8 @@ def run_comparison(configs: list[RunConfig], log=print, skip_busy: bool = True) 
         except RunBusy as err:  # another worker of the sweep runs it
             if not skip_busy:
                 raise
-            log(f"{err}: skipped here")
+            if log_busy:
+                log(f"{err}: skipped here")
     return [c.run_dir for c in configs]
 
 

@@ -91,7 +91,7 @@ def _stage(base: RunConfig, trials: dict[str, dict], log, wait=time.sleep, poll_
             waiting_before = [c.run.name for c in waiting]
             log(f"waiting for {len(waiting)} trial(s) another process holds: {', '.join(waiting_before)}")
         wait(poll_s)
-        run_comparison(waiting, log=lambda line: None if str(line).endswith("skipped here") else log(line))
+        run_comparison(waiting, log=log, log_busy=False)
     dirs = run_comparison(configs, log=lambda *_: None)  # all finished: only the settings check (ConfigError) is left
     return [_result(name, keys, d) for (name, keys), d in zip(trials.items(), dirs)]
 
