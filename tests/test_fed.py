@@ -20,6 +20,7 @@ from smartfed.fed.run_folder import RunFolder
 from smartfed.fed.server import UpdateRejected, aggregate, check_update
 from smartfed.fed.simulation import run_simulation
 from smartfed.fed.wire import decode_state, encode_state
+from smartfed.methods import get_method
 from smartfed.pool.resolve import adapters_digest
 
 
@@ -150,6 +151,10 @@ def test_simulation_writes_a_complete_run_folder(fed_config):
     header = RunFolder(folder).provenance()
     assert header["git_revision"] and load_config(str(folder / "config.toml")) == config
     assert header["git_package_changes"] == provenance()["git_package_changes"]
+    assert config.training.lr and header["learning_rate"] == repr(config.training.lr)
+    default = make_config(fed_config, {"run.name": "default-rate", "training.lr": 0, "federation.rounds": 1})
+    run_simulation(default, log=lambda *_: None)  # training.lr = 0: the header names the method's own rate
+    assert RunFolder(default.run_dir).provenance()["learning_rate"] == repr(get_method(default.run.method).lr) != "0"
     assert summary.final_heldout_loss != summary.initial_heldout_loss
     with pytest.raises(FileExistsError, match="already holds a run"):
         run_simulation(config)

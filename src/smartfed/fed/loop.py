@@ -66,7 +66,9 @@ def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, ru
         population.restore(tensors, metadata, run.metrics()[-1].quotas)
         run.update_config(config)  # settings the resume changed (RESUMABLE_KEYS), said in config.toml
         return population, start
-    run.create(config, side.provenance)
+    # the rate the run trains at: training.lr = 0 in config.toml means "the method's own", which this names
+    rate = {"learning_rate": repr(method.learning_rate(config))} if method.trains_anything else {}
+    run.create(config, side.provenance | rate)
     record = RoundRecord(round=0, quotas=get_quotas(side.model))
     items = _scored_items(config, heldout, last=not method.trains_anything)  # a training-free method's round 0 is its last
     _set_heldout(record, population, evaluate(method, side, items, population.models()), config.eval.curve_examples)
