@@ -5,7 +5,8 @@
 #   experiments/all.sh [WORKERS] [THREADS]   # default 2 workers, the cores shared among them; stop it any time
 #                                            # (kill the process group), rerun to go on
 #   UNTIL=09:40 experiments/all.sh 2         # start no run that would end after 09:40 (one run taking RUN_MINUTES,
-#                                            # default 50): a time-boxed session ends with no half-done run
+#                                            # default 60; LoRAHub's take up to about 75): a time-boxed session ends
+#                                            # with no half-done run
 #
 # Two queues at once share the work: a run one of them is writing, the other passes over (the run folder's lock).
 # So a queue can be restarted one worker at a time while the old one's last runs finish: `all.sh 1 1` for each.
@@ -54,8 +55,11 @@ coverage_jobs() {  # COMPOSITION SEED...: Arrow (deterministic) at the first see
 }
 if [[ -n "${UNTIL:-}" ]]; then
   until_s="$(date -d "$UNTIL" +%s)" || { echo "UNTIL=$UNTIL: expected a time date(1) reads, e.g. 09:40" >&2; exit 2; }
-  [[ "${RUN_MINUTES:-50}" =~ ^[0-9]+$ ]] || { echo "RUN_MINUTES=$RUN_MINUTES: expected whole minutes" >&2; exit 2; }
-  export UNTIL_S="$until_s" RUN_S=$(( ${RUN_MINUTES:-50} * 60 ))
+  (( until_s > $(date +%s) )) || { echo "UNTIL=$UNTIL: expected a time after now (past midnight: UNTIL='tomorrow 01:00')" >&2; exit 2; }
+  [[ "${RUN_MINUTES:-60}" =~ ^[0-9]+$ ]] || { echo "RUN_MINUTES=$RUN_MINUTES: expected whole minutes" >&2; exit 2; }
+  export UNTIL_S="$until_s" RUN_S=$(( 10#${RUN_MINUTES:-60} * 60 ))
+else
+  unset UNTIL_S RUN_S
 fi
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
 queue | xargs -P "$workers" -L 1 bash -c 'log="$0/docs/results/.logs/$(echo "$*" | tr " /" "__").log"; mkdir -p "$(dirname "$log")";

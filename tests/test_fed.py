@@ -152,12 +152,25 @@ def test_simulation_writes_a_complete_run_folder(fed_config):
     assert header["git_revision"] and load_config(str(folder / "config.toml")) == config
     assert header["git_package_changes"] == provenance()["git_package_changes"]
     assert config.training.lr and header["learning_rate"] == repr(config.training.lr)
-    default = make_config(fed_config, {"run.name": "default-rate", "training.lr": 0, "federation.rounds": 1})
-    run_simulation(default, log=lambda *_: None)  # training.lr = 0: the header names the method's own rate
-    assert RunFolder(default.run_dir).provenance()["learning_rate"] == repr(get_method(default.run.method).lr) != "0"
     assert summary.final_heldout_loss != summary.initial_heldout_loss
     with pytest.raises(FileExistsError, match="already holds a run"):
         run_simulation(config)
+
+
+def test_the_header_names_the_rate_a_run_trains_at_and_a_resume_under_another(fed_config, monkeypatch):
+    """training.lr = 0 means the method's own rate (Method.lr), which a re-tuning moves: the header says which rate
+    the rounds trained at, and a resume that trains on at another says so; LoRAHub, gradient-free, names none."""
+    default = make_config(fed_config, {"run.name": "default-rate", "training.lr": 0, "federation.rounds": 1})
+    method = type(get_method(default.run.method))
+    run_simulation(default, log=lambda *_: None)
+    first = repr(method.lr)
+    assert RunFolder(default.run_dir).provenance()["learning_rate"] == first != "0"
+    monkeypatch.setattr(method, "lr", method.lr * 10)  # the method re-tuned between the run and its resume
+    run_simulation(default.with_values({"federation.rounds": 2}), resume=True, log=lambda *_: None)
+    header = RunFolder(default.run_dir).provenance()
+    assert header["learning_rate"] == first and header["resumed with learning_rate"] == f"{method.lr!r} (was {first})"
+    assert load_config(str(default.run_dir / "config.toml")).federation.rounds == 2  # the body is intact
+    assert get_method("lorahub").learning_rate(default) is None
 
 
 def test_provenance_says_whether_the_package_differed_from_its_revision(tmp_path):

@@ -65,16 +65,24 @@ def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, ru
         start, tensors, metadata = last
         population.restore(tensors, metadata, run.metrics()[-1].quotas)
         run.update_config(config)  # settings the resume changed (RESUMABLE_KEYS), said in config.toml
+        recorded, rate = run.provenance().get("learning_rate"), _rate(method, config)
+        if start < config.federation.rounds and recorded and rate and recorded != rate["learning_rate"]:
+            run.note([f"resumed with learning_rate = {rate['learning_rate']} (was {recorded})"])  # the method's own rate moved
         return population, start
-    # the rate the run trains at: training.lr = 0 in config.toml means "the method's own", which this names
-    rate = {"learning_rate": repr(method.learning_rate(config))} if method.trains_anything else {}
-    run.create(config, side.provenance | rate)
+    run.create(config, side.provenance | _rate(method, config))
     record = RoundRecord(round=0, quotas=get_quotas(side.model))
     items = _scored_items(config, heldout, last=not method.trains_anything)  # a training-free method's round 0 is its last
     _set_heldout(record, population, evaluate(method, side, items, population.models()), config.eval.curve_examples)
     run.append_metrics(record)
     run.save_checkpoint(0, *population.checkpoint())
     return population, 0
+
+
+def _rate(method: Method, config: RunConfig) -> dict[str, str]:
+    """The rate the run trains at, for config.toml's header: training.lr = 0 there means "the method's own"
+    (Method.lr, which a re-tuning moves). Nothing for a method that takes no gradient steps."""
+    rate = method.learning_rate(config)
+    return {} if rate is None else {"learning_rate": repr(rate)}
 
 
 def play_round(config: RunConfig, method: Method, population: Population, exchange: Exchange, round_: int, log) -> RoundRecord:

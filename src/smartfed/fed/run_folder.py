@@ -149,6 +149,12 @@ class RunFolder:
         atomic_write_text(self.path / CONFIG, header + config.to_toml())
         atomic_write_text(self.path / METRICS, "")
 
+    def note(self, lines: list[str]) -> None:
+        """Add `# line` comments to config.toml's header (after the ones there), atomically."""
+        old = (self.path / CONFIG).read_text().splitlines(keepends=True)
+        end = next((i for i, line in enumerate(old) if not line.startswith("#")), len(old))  # the header's end
+        atomic_write_text(self.path / CONFIG, "".join(old[:end]) + "".join(f"# {line}\n" for line in lines) + "".join(old[end:]))
+
     def changed_settings(self, config: RunConfig, *, rebuilt_pool_ok: bool = False) -> dict[str, tuple]:
         """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml; ConfigError
         where a difference is not in RESUMABLE_KEYS (that run trained something else). Where the folder is

@@ -47,9 +47,9 @@ class Method:
     # zh+math dev split by `smartfed tune` (docs/tuning/zh+math/tuning.md).
     lr: ClassVar[float] = 5e-3
 
-    def learning_rate(self, config: RunConfig) -> float:
-        """training.lr if set, else the method's tuned rate."""
-        return config.training.lr or self.lr
+    def learning_rate(self, config: RunConfig) -> float | None:
+        """training.lr if set, else the method's tuned rate; None for a method that takes no gradient steps."""
+        return (config.training.lr or self.lr) if self.trains_anything else None
 
     def attach(self, model: nn.Module, pool: ExpertPool, config: RunConfig) -> nn.Module:
         """Put what the method trains into `model` (seeded by the caller); return the model to use."""

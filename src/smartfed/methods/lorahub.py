@@ -86,6 +86,9 @@ class LoraHub(RoutedMethod):
     def router_kind(self, config: RunConfig) -> str:
         return "static"
 
+    def learning_rate(self, config: RunConfig) -> None:  # a gradient-free search: no rate
+        return None
+
     def train(self, model: nn.Module, tokenizer, examples: list[Example], batches: list[list[int]], config: RunConfig,
               seed: int) -> LocalWork:
         """No gradients: search the module weights on the examples the gradient methods would train on."""
