@@ -61,15 +61,20 @@ def random_adapters(model) -> list[Path]:
     tag = "" if PLACE["model"] == "smollm2-135m-instruct" else PLACE["model"].replace(":", "-").replace("/", "-") + "-"
     folders = [cache_dir() / "bench" / f"random-{tag}r{RANK}-{n}" for n in range(MODULES)]
     for n, folder in enumerate(folders):
-        if not folder.is_dir():  # saved whole or not at all
+        if not folder.is_dir():
             torch.manual_seed(n)
             peft_model = get_peft_model(model, LoraConfig(r=RANK, lora_alpha=2 * RANK, target_modules=list(LLAMA_LINEAR_TYPES), init_lora_weights=False))
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            tmp = tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent)
-            peft_model.save_pretrained(tmp)
+            save_whole(peft_model, folder)
             peft_model.unload()
-            replace_folder(tmp, folder)
     return folders
+
+
+def save_whole(model, folder: Path) -> None:
+    """`model.save_pretrained(folder)`, the folder whole or not at all (a run stopped while saving leaves none)."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent)
+    model.save_pretrained(tmp)
+    replace_folder(tmp, folder)
 
 
 class NaiveLoopLinear(RoutedLinear):
@@ -116,12 +121,9 @@ def shape_model(name: str, dtype: str, device: str):
     torch.manual_seed(0)
     if dtype in QUANTIZED:  # bitsandbytes quantises while loading: save the random bf16 weights once
         folder = cache_dir() / "bench" / f"shape-{name}"
-        if not folder.is_dir():  # saved whole or not at all: a run stopped while saving leaves no folder
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            tmp = tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent)
+        if not folder.is_dir():
             with torch.device(resolve_device(device)):
-                AutoModelForCausalLM.from_config(SHAPES[name], dtype=torch.bfloat16).save_pretrained(tmp)
-            replace_folder(tmp, folder)
+                save_whole(AutoModelForCausalLM.from_config(SHAPES[name], dtype=torch.bfloat16), folder)
         model = load_quantized(str(folder), dtype, resolve_device(device))
     else:
         with torch.device(resolve_device(device)):

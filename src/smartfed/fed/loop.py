@@ -64,10 +64,10 @@ def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, ru
             raise SmartFedError(f"{run.path}: nothing to resume (no checkpoint); start the run without --resume")
         start, tensors, metadata = last
         population.restore(tensors, metadata, run.metrics()[-1].quotas)
-        run.update_config(config)  # settings the resume changed (RESUMABLE_KEYS), said in config.toml
-        recorded, rate = run.provenance().get("learning_rate"), _rate(method, config)
-        if start < config.federation.rounds and recorded and rate and recorded != rate["learning_rate"]:
-            run.note([f"resumed with learning_rate = {rate['learning_rate']} (was {recorded})"])  # the method's own rate moved
+        recorded, rate = run.provenance().get("learning_rate"), _rate(method, config).get("learning_rate")
+        moved = start < config.federation.rounds and recorded and rate and recorded != rate  # the method's own rate
+        # settings the resume changed (RESUMABLE_KEYS), and a moved rate, said in config.toml
+        run.update_config(config, [f"resumed with learning_rate = {rate} (was {recorded})"] if moved else [])
         return population, start
     run.create(config, side.provenance | _rate(method, config))
     record = RoundRecord(round=0, quotas=get_quotas(side.model))

@@ -13,6 +13,7 @@ import fcntl
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -149,12 +150,6 @@ class RunFolder:
         atomic_write_text(self.path / CONFIG, header + config.to_toml())
         atomic_write_text(self.path / METRICS, "")
 
-    def note(self, lines: list[str]) -> None:
-        """Add `# line` comments to config.toml's header (after the ones there), atomically."""
-        old = (self.path / CONFIG).read_text().splitlines(keepends=True)
-        end = next((i for i, line in enumerate(old) if not line.startswith("#")), len(old))  # the header's end
-        atomic_write_text(self.path / CONFIG, "".join(old[:end]) + "".join(f"# {line}\n" for line in lines) + "".join(old[end:]))
-
     def changed_settings(self, config: RunConfig, *, rebuilt_pool_ok: bool = False) -> dict[str, tuple]:
         """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml; ConfigError
         where a difference is not in RESUMABLE_KEYS (that run trained something else). Where the folder is
@@ -194,21 +189,23 @@ class RunFolder:
         recipes = header.get("pool_recipes_sha256")
         return (recorded, found) if names[0] == names[1] and recipes in (None, _pool_recipes(config)) else None
 
-    def update_config(self, config: RunConfig) -> None:
+    def update_config(self, config: RunConfig, notes: Sequence[str] = ()) -> None:
         """Record the settings a resume changed (RESUMABLE_KEYS; `smartfed run --resume --set`, or compare
         with new evaluation settings): config.toml holds the new values, its header keeps the first run's
         provenance and says what changed, what it was and which code resumed. The summary, made under the
         old settings, goes first: until the resumed run writes its own, the run is unfinished. Where the
         folder and its pool's folders are stays as first written (no other machine's paths come in), and so
         do the sections of other methods (the run never read them: recording new values would be a change
-        the header does not name)."""
+        the header does not name). `notes`: what else the resume changes that no key holds (the method's own
+        learning rate moved), each said as a header line."""
         changed = self.changed_settings(config)
-        if not changed:
+        if not changed and not notes:
             return
         (self.path / SUMMARY).unlink(missing_ok=True)
         saved = self._saved().flat()
         header = [line for line in (self.path / CONFIG).read_text().splitlines(keepends=True) if line.startswith("#")]
         header += [f"# resumed with {key} = {new!r} (was {old!r})\n" for key, (old, new) in changed.items()]
+        header += [f"# {note}\n" for note in notes]
         code = provenance()
         header.append(f"# resumed at git_revision = {code['git_revision']}\n")
         header += [f"# resumed with git_package_changes = {code['git_package_changes']}\n"] if "git_package_changes" in code else []
