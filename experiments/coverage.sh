@@ -15,7 +15,7 @@
 # one build at a time (flock); the other modules are the default pool's (shipped, else built). Every method runs at the rate tuned for it
 # on the composition's dev split where docs/tuning/<composition> has one. Results and report:
 # docs/results/<composition>-pool-<matched|mismatched>/. Running time on 2 CPU cores (the README's "Budget"): a run
-# about as long as the composition's own (zh+math 20-45, math+code 31-61, zh+code 33-43 minutes of one core), 7 runs
+# about as long as the composition's own (zh+math 20-45, math+code 31-61, zh+code 40-48 minutes of one core), 7 runs
 # per pool and composition over the three seeds (Arrow once).
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"

@@ -8,9 +8,9 @@
 #
 # Results: docs/results/zh+code/ (one run folder per method and seed; checkpoints are not committed) and
 # docs/results/zh+code/report/report.md. Resumable: finished runs are kept, a stopped one resumes at its
-# last round. Running time on 2 CPU cores (the README's "Budget", measured per run): a run about 33-43 minutes of
-# one core (the runs at the zh+math rates, docs/results/zh+code-before-tuning: 20 rounds 995-1,418 s, scoring 798-1,405 s), the whole sweep (19 runs) about 12-13 hours of one core (LoRAHub not
-# timed here yet), half that on two workers.
+# last round. Running time on 2 CPU cores (the README's "Budget", measured per run): a run about 40-48 minutes of
+# one core (at the tuned rates, seed 0: 20 rounds 1,313-1,733 s, scoring 1,018-1,553 s), LoRAHub about 56 (rounds
+# 2,229 s, scoring 1,122 s), the whole sweep (19 runs) about 14 hours of one core, half that on two workers.
 # --quick: the CI smoke scale (2 rounds, 4 clients, 1 step, 2 items per suite), meant for the tiny
 # test model and pool (tests/test_baselines.py passes them with --set model.name=... --set pool.adapters=[...]).
 set -euo pipefail
