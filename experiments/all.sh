@@ -5,7 +5,7 @@
 #   experiments/all.sh [WORKERS] [THREADS]   # default 2 workers, the cores shared among them; stop it any time
 #                                            # (kill the process group), rerun to go on
 #   UNTIL=09:40 experiments/all.sh 2         # start no run that would end after 09:40 (one run taking RUN_MINUTES,
-#                                            # default 60; LoRAHub's take up to about 75): a time-boxed session ends
+#                                            # default 60; LoRAHub's took 56-61): a time-boxed session ends
 #                                            # with no half-done run
 #
 # Two queues at once share the work: a run one of them is writing, the other passes over (the run folder's lock).

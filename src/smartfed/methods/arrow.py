@@ -10,6 +10,7 @@ from smartfed.methods.routed import RoutedMethod
 class Arrow(RoutedMethod):
     name = "arrow"
     trains_anything = False
+    lr = None
     config_sections = ("arrow",)
 
     def router_kind(self, config) -> str:

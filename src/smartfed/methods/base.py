@@ -44,12 +44,13 @@ class Method:
     # RunConfig.in_effect)
     config_sections: ClassVar[tuple[str, ...]] = ()
     # The learning rate a run uses when training.lr is 0 (the default): the method's own, chosen on the
-    # zh+math dev split by `smartfed tune` (docs/tuning/zh+math/tuning.md).
-    lr: ClassVar[float] = 5e-3
+    # zh+math dev split by `smartfed tune` (docs/tuning/zh+math/tuning.md). None: the method takes no gradient
+    # steps (a training-free one, or LoRAHub's search), so it has no rate.
+    lr: ClassVar[float | None] = 5e-3
 
     def learning_rate(self, config: RunConfig) -> float | None:
         """training.lr if set, else the method's tuned rate; None for a method that takes no gradient steps."""
-        return (config.training.lr or self.lr) if self.trains_anything else None
+        return None if self.lr is None else (config.training.lr or self.lr)
 
     def attach(self, model: nn.Module, pool: ExpertPool, config: RunConfig) -> nn.Module:
         """Put what the method trains into `model` (seeded by the caller); return the model to use."""

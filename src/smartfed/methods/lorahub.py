@@ -81,13 +81,11 @@ def minimize_weights(objective: Callable[[np.ndarray], float], start: np.ndarray
 class LoraHub(RoutedMethod):
     name = "lorahub"
     passes_per_token = 1  # the search only runs forward passes
+    lr = None  # a gradient-free search: no learning rate
     config_sections = ("lorahub",)
 
     def router_kind(self, config: RunConfig) -> str:
         return "static"
-
-    def learning_rate(self, config: RunConfig) -> None:  # a gradient-free search: no rate
-        return None
 
     def train(self, model: nn.Module, tokenizer, examples: list[Example], batches: list[list[int]], config: RunConfig,
               seed: int) -> LocalWork:
