@@ -238,8 +238,12 @@ def test_ratio_table_is_computed_from_the_runs():
     # compute: FedIT trains 4 x 250 tokens = 2000 passes, fast 4 x 125 trained = 1000, slow 4 x 2500 forward only = 10000
     assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | 2.50x | 2.00x |" in table
     assert "| slow | fedit | -30.0 | +0.3000 | not reached | 50.00x | 0.50x | 0.20x |" in table
-    assert "| fast | smartfed | linear | on | 1 | 30.0 | 40.0 | 2.1000 (48) | 3.0000 -> 2.1000 | 2 | 0.00 | 0.00 | 0.04 | 5 | 1.0 | 1 |" \
+    assert "| fast | smartfed | linear | on | 1 | 30.0 | 40.0 | 2.1000 (48) | 3.0000 -> 2.1000 | 2 | 0.00 | 0.00 | 0.04 | 5 | 1.0 | 1 | - | auto |" \
         in summary_table([fedit, fast, slow])
+    # a run on another device: its joules (client CPU seconds x watts) are not compared with FedIT's
+    fast.config = fast.config.with_values({"model.device": "cuda"})
+    assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | - (cuda vs auto) | 2.00x |" in ratio_table([fedit, fast, slow])
+    assert summary_table([fedit, fast]).splitlines()[-1].endswith("| cuda |")
 
 
 def test_report_names_the_file_and_keys_of_a_run_without_energy(tmp_path):

@@ -63,6 +63,19 @@ def test_claims_fail_or_stay_open_where_the_evidence_says_so():
     assert got["10% data beats FedIT on all"] == ("does not hold", "held-out loss +0.5000 [+0.5000, +0.5000], 2 seeds")
 
 
+def test_energy_is_compared_only_where_both_runs_asked_for_the_same_device():
+    """Joules count client CPU seconds: a GPU run's are no measure of its energy against a CPU run's."""
+    fedit = [run(_named("fedit", s), "fedit", s, [3.0, 1.0], joules=40.0) for s in (0, 1)]
+    smart = [run("smartfed", "smartfed", 0, [3.0, 1.0], joules=10.0), run("smartfed-seed1", "smartfed", 1, [3.0, 1.0], joules=1.0)]
+    smart[1].config = smart[1].config.with_values({"model.device": "cuda"})
+    rows = {claim: (seeds, verdict, evidence) for claim, seeds, verdict, evidence in composition_claims(fedit + smart, "zh+math")}
+    assert rows["~3.6x less energy"] == (1, "holds", "FedIT J / J per seed: 4.00x")  # seed 0 only; seed 1 would say 40.00x
+    assert rows["~31x less communication"][0] == 2  # bytes do not depend on the device
+    smart[0].config = smart[0].config.with_values({"model.device": "cuda"})
+    claims = [claim for claim, *_ in composition_claims(fedit + smart, "zh+math")]
+    assert "~3.6x less energy" not in claims and "~31x less communication" in claims
+
+
 def test_the_table_has_the_claims_the_runs_can_decide():
     fedit = run("fedit", "fedit", 0, [3.0, 1.0])
     assert claims_table([fedit]) is None

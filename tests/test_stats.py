@@ -65,6 +65,20 @@ def test_seeds_group_on_what_their_method_reads():
         "fedit": ["fedit", "fedit-seed1"], "lorahub": ["lorahub"], "lorahub-seed1": ["lorahub-seed1"]}  # 4 and 12 evaluations
 
 
+def test_seeds_group_across_where_they_ran_but_not_across_what_they_ran():
+    """A seed run on a GPU machine, its adapters and output unpacked elsewhere, joins the CPU seeds of its setting;
+    another adapter, a dtype or a learning rate keeps a run apart."""
+    cpu = run("router", "module-router", 0, [(2.0, 2)], [1.0], "pool.adapters=['/work/pool/zh','/home/x/cov/math-eqn']", "run.out_dir=/work/docs/zh+math-pool-matched")
+    gpu = run("router-seed1", "module-router", 1, [(2.0, 2)], [1.0], "pool.adapters=['/tmp/w/pool/zh','/tmp/cache/cov/math-eqn']",
+              "run.out_dir=/tmp/w/docs/zh+math-pool-matched", "model.device=cuda", "data.dir=/tmp/data")
+    other_pool = run("router-seed2", "module-router", 2, [(2.0, 2)], [1.0], "pool.adapters=['/work/pool/zh','/work/pool/code']", "run.out_dir=/work/docs/zh+math-pool-matched")
+    bf16 = run("router-seed3", "module-router", 3, [(2.0, 2)], [1.0], "pool.adapters=['/work/pool/zh','/home/x/cov/math-eqn']", "run.out_dir=/work/docs/zh+math-pool-matched", "model.dtype=bfloat16")
+    other_folder = run("router-seed4", "module-router", 4, [(2.0, 2)], [1.0], "pool.adapters=['/work/pool/zh','/home/x/cov/math-eqn']", "run.out_dir=/work/docs/elsewhere")
+    groups = settings([cpu, gpu, other_pool, bf16, other_folder])
+    assert {label: [r.name for r in runs] for label, runs in groups.items()} == {
+        "router": ["router", "router-seed1"], "router-seed2": ["router-seed2"], "router-seed3": ["router-seed3"], "router-seed4": ["router-seed4"]}
+
+
 def test_statistics_table_groups_seeds_and_compares_with_fedit():
     fedit = [run(f"fedit-seed{s}", "fedit", s, [(2.0 + s, 2), (4.0, 2)], [1.0, 0.0]) for s in (0, 1)]
     smart = [run(f"smartfed-seed{s}", "smartfed", s, [(1.0 + s, 2), (2.0, 2)], [1.0, 1.0]) for s in (0, 1)]

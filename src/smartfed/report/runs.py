@@ -19,6 +19,7 @@ from smartfed.fed.records import RoundRecord, Summary  # noqa: E402
 from smartfed.fed.run_folder import RunFolder  # noqa: E402
 from smartfed.io import atomic_path  # noqa: E402
 from smartfed.methods import Method, get_method  # noqa: E402
+from smartfed.pool.sources import HUB  # noqa: E402
 from smartfed.report.stats import interval  # noqa: E402
 
 
@@ -145,14 +146,27 @@ def base_name(result: RunResult) -> str:
     return re.sub(r"-seed\d+$", "", result.name)
 
 
+# Where a run ran and where its files lived: seeds of one setting may differ in these (a seed run on a GPU machine,
+# its adapters and data unpacked elsewhere); folders count by name, the pool by its adapters' folder names
+WHERE_IT_RAN = ("model.device", "data.dir")
+
+
+def setting_key(result: RunResult) -> list:
+    """What the runs of one setting share: the config in effect but its name, seed and WHERE_IT_RAN, with the
+    output folder and the adapter folders by name (a rebuilt module differs in float rounding only: README)."""
+    same = {k: v for k, v in result.config.in_effect().items() if k not in ("run.name", "run.seed", *WHERE_IT_RAN)}
+    same["run.out_dir"] = Path(same.get("run.out_dir") or "").name
+    same["pool.adapters"] = tuple(a if a.startswith(HUB) else Path(a).name for a in same.get("pool.adapters") or ())
+    return sorted(same.items(), key=str)
+
+
 def settings(results: list[RunResult]) -> dict[str, list[RunResult]]:
     """Label -> the runs of one setting, by seed: runs whose names differ only in their -seedN suffix and whose
-    configs differ only in name and seed, in what their method reads (RunConfig.in_effect; two runs of one
-    config under other names stay apart). The label is the shortest run name of the setting."""
+    configs differ only in name, seed and where they ran, in what their method reads (`setting_key`; two runs of
+    one config under other names stay apart). The label is the shortest run name of the setting."""
     groups: dict[str, list[RunResult]] = {}
     for r in results:
-        same = {k: v for k, v in r.config.in_effect().items() if k not in ("run.name", "run.seed")}
-        groups.setdefault(base_name(r) + repr(sorted(same.items(), key=str)), []).append(r)
+        groups.setdefault(base_name(r) + repr(setting_key(r)), []).append(r)
     return {min((r.name for r in runs), key=len): sorted(runs, key=lambda r: r.config.run.seed) for runs in groups.values()}
 
 
@@ -191,8 +205,8 @@ def summary_table(results: list[RunResult]) -> str:
     suites = list(dict.fromkeys(s for r in results for s in r.summary.scores or {}))
     lines = ["| run | method | router | EEQA | data | " + " | ".join(f"{s} %" for s in suites) + (" | " if suites else "")
              + "held-out loss (all items) | curve: start -> end | rounds to FedIT's final curve loss | MB up | MB down | energy kJ | client CPU s "
-             "| client compute (k token-passes) | rounds wall s | scoring wall s |",
-             "|---|---|---|---|---:|" + "---:|" * len(suites) + "---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| client compute (k token-passes) | rounds wall s | scoring wall s | device |",
+             "|---|---|---|---|---:|" + "---:|" * len(suites) + "---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in results:
         c, fedit = r.config, fedit_of(r, results)
         every_round = fedit is not None and r.evaluated_every_round and fedit.evaluated_every_round
@@ -205,9 +219,21 @@ def summary_table(results: list[RunResult]) -> str:
                  _fmt(reach, "d", "not reached") if every_round else "-",
                  f"{r.summary.cumulative_bytes_up / 1e6:.2f}", f"{r.summary.cumulative_bytes_down / 1e6:.2f}",
                  f"{r.energy_j / 1e3:.2f}", f"{r.summary.client_cpu_s:.0f}", f"{r.token_passes / 1e3:.1f}",
-                 f"{r.summary.wall_s:.0f}", _fmt(r.summary.scores_wall_s, ".0f")]
+                 f"{r.summary.wall_s:.0f}", _fmt(r.summary.scores_wall_s, ".0f"), r.config.model.device]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def same_device(a: RunResult, b: RunResult) -> bool:
+    """Whether two runs asked for the same device: energy is client CPU seconds times watts (metrics/energy.py),
+    which measures CPU work, so only runs on the same device compare in joules."""
+    return a.config.model.device == b.config.model.device
+
+
+def _energy_ratio(fedit: RunResult, r: RunResult) -> str:
+    if not same_device(fedit, r):
+        return f"- ({r.config.model.device} vs {fedit.config.model.device})"
+    return f"{fedit.energy_j / r.energy_j:.2f}x" if r.energy_j else "-"
 
 
 def ratio_table(results: list[RunResult]) -> str:
@@ -226,7 +252,7 @@ def ratio_table(results: list[RunResult]) -> str:
         score_delta = None if r.mean_score is None or fedit.mean_score is None else 100 * (r.mean_score - fedit.mean_score)
         bytes_ratio = f"{fedit.bytes_total / r.bytes_total:.2f}x" if r.bytes_total else "nothing sent"
         lines.append(f"| {r.name} | {fedit.name} | {_fmt(score_delta, '+.1f')} | {r.summary.final_heldout_loss - fedit.summary.final_heldout_loss:+.4f} | {convergence} | "
-                     f"{bytes_ratio} | {f'{fedit.energy_j / r.energy_j:.2f}x' if r.energy_j else '-'} | "
+                     f"{bytes_ratio} | {_energy_ratio(fedit, r)} | "
                      f"{f'{fedit.token_passes / r.token_passes:.2f}x' if r.token_passes else '-'} |")
     return "\n".join(lines)
 
