@@ -357,6 +357,25 @@ def test_resume_refuses_settings_that_change_what_was_trained(fed_config, capsys
     assert "# resumed with federation.rounds = 2 (was 1)" in saved and saved.startswith("# ")
 
 
+def test_a_finished_run_from_another_machine_is_no_other_setting(tmp_path):
+    """A seed run on a GPU machine (device cuda, data unpacked elsewhere) and committed is finished for a queue on
+    the CPU; going on with an unfinished one here would change where it computes, which is said."""
+    from smartfed.compare import pending_runs
+
+    gpu = load_config(overrides=[f"run.out_dir={tmp_path}", "run.name=router-seed1", "run.method=module-router", "run.seed=1",
+                                 "model.device=cuda", f"data.dir={tmp_path / 'unpacked'}"])
+    RunFolder(gpu.run_dir).create(gpu)
+    here = gpu.with_values({"model.device": "auto", "data.dir": ""})
+    with pytest.raises(ConfigError, match="model.device"):
+        RunFolder(gpu.run_dir).changed_settings(here)
+    assert RunFolder(gpu.run_dir).changed_settings(here, rebuilt_pool_ok=True) == {}
+    assert pending_runs([here]) == [here.run_dir]  # not finished yet
+    (gpu.run_dir / "summary.json").write_text("{}")
+    assert pending_runs([here]) == []
+    with pytest.raises(ConfigError, match="training.lr"):  # what it trained still counts
+        RunFolder(gpu.run_dir).changed_settings(here.with_values({"training.lr": 0.5}), rebuilt_pool_ok=True)
+
+
 def test_a_run_ignores_the_config_sections_of_other_methods(tmp_path):
     # a FedIT run recorded with LoRAHub's old search budget and another Arrow top-k is the same run under the new
     # defaults; a LoRAHub run with another budget is not

@@ -37,6 +37,7 @@ RESUMABLE_KEYS = ("federation.rounds", "federation.client_timeout_s", "eval.ever
 
 
 LOCATION_KEYS = ("run.out_dir", "run.name")  # where a run folder is, not what it trained
+WHERE_IT_RAN = ("model.device", "data.dir")  # where a run computed and read its data: a finished run stands as it ran
 _HELD: dict[Path, int] = {}  # run folders this process writes -> how many `writing` blocks hold each
 
 
@@ -158,10 +159,12 @@ class RunFolder:
         folders with the same bytes are the same pool, a module rebuilt in place with other bytes is another),
         where they can be read here. With `rebuilt_pool_ok`, the same modules rebuilt with other bytes
         (`rebuilt_pool`) are no change where nothing else changed: a finished run stands for the build it ran
-        over (going on with it, or rescoring it, would run over the other build: still a change)."""
+        over (going on with it, or rescoring it, would run over the other build: still a change), and so is where
+        it ran (WHERE_IT_RAN: a seed run on a GPU machine is no other setting for a queue on the CPU)."""
         saved = self._saved().in_effect()
+        ignored = (*LOCATION_KEYS, *WHERE_IT_RAN) if rebuilt_pool_ok else LOCATION_KEYS
         changed = {key: (saved.get(key), value) for key, value in config.in_effect().items()
-                   if saved.get(key) != value and key not in LOCATION_KEYS}
+                   if saved.get(key) != value and key not in ignored}
         recorded, found = self.provenance().get("adapters_sha256"), _pool_digest(config)
         if recorded and found and recorded != found:
             changed["pool.adapters"] = (f"adapters_sha256 {recorded}", f"adapters_sha256 {found}")

@@ -16,7 +16,7 @@ from smartfed.config import RunConfig  # noqa: E402
 from smartfed.eval.generate import mean_loss  # noqa: E402
 from smartfed.errors import SmartFedError  # noqa: E402
 from smartfed.fed.records import RoundRecord, Summary  # noqa: E402
-from smartfed.fed.run_folder import RunFolder  # noqa: E402
+from smartfed.fed.run_folder import WHERE_IT_RAN, RunFolder  # noqa: E402
 from smartfed.io import atomic_path  # noqa: E402
 from smartfed.methods import Method, get_method  # noqa: E402
 from smartfed.pool.sources import HUB  # noqa: E402
@@ -146,17 +146,19 @@ def base_name(result: RunResult) -> str:
     return re.sub(r"-seed\d+$", "", result.name)
 
 
-# Where a run ran and where its files lived: seeds of one setting may differ in these (a seed run on a GPU machine,
-# its adapters and data unpacked elsewhere); folders count by name, the pool by its adapters' folder names
-WHERE_IT_RAN = ("model.device", "data.dir")
+def _adapter_names(adapters: tuple[str, ...]) -> tuple[str, ...]:
+    """Adapter folders by name (hub sources as given): a module rebuilt on another machine, unpacked elsewhere,
+    differs in float rounding only (README)."""
+    return tuple(a if a.startswith(HUB) else Path(a).name for a in adapters)
 
 
-def setting_key(result: RunResult) -> list:
-    """What the runs of one setting share: the config in effect but its name, seed and WHERE_IT_RAN, with the
-    output folder and the adapter folders by name (a rebuilt module differs in float rounding only: README)."""
-    same = {k: v for k, v in result.config.in_effect().items() if k not in ("run.name", "run.seed", *WHERE_IT_RAN)}
+def setting_key(result: RunResult, *ignored: str) -> list:
+    """What the runs of one setting share: the config in effect but its name, seed, WHERE_IT_RAN (a seed run on a
+    GPU machine, its adapters and data unpacked elsewhere) and `ignored`, with the output folder and the adapter
+    folders by name."""
+    same = {k: v for k, v in result.config.in_effect().items() if k not in ("run.name", "run.seed", *WHERE_IT_RAN, *ignored)}
     same["run.out_dir"] = Path(same.get("run.out_dir") or "").name
-    same["pool.adapters"] = tuple(a if a.startswith(HUB) else Path(a).name for a in same.get("pool.adapters") or ())
+    same["pool.adapters"] = _adapter_names(same.get("pool.adapters") or ())
     return sorted(same.items(), key=str)
 
 
@@ -181,7 +183,8 @@ def scale(result: RunResult, sections: tuple[str, ...] = ("model", "data", "fede
     """What a run is compared at: its settings in `sections` but NOT_SCALE. Evaluation may differ (a pairing
     needs the same items, and says so if not); the pool is the coverage study's variable, so only the
     headline claims (SmartFed with the default pool) add it."""
-    return sorted(((k, v) for k, v in result.config.flat().items() if k.split(".")[0] in sections and k not in NOT_SCALE), key=str)
+    flat = {**result.config.flat(), "pool.adapters": _adapter_names(result.config.pool.adapters)}
+    return sorted(((k, v) for k, v in flat.items() if k.split(".")[0] in sections and k not in NOT_SCALE), key=str)
 
 
 def is_reference_for(ref: RunResult, result: RunResult, fraction: float | None = None) -> bool:
@@ -346,8 +349,7 @@ def fraction_plot(results: list[RunResult], out: Path) -> Path | None:
     recorded) against data fraction, per method (sweeps only)."""
     by_setting: dict[str, dict[float, list[RunResult]]] = {}
     for r in results:  # runs that differ only in their data fraction, seed and name form one sweep
-        same = {k: v for k, v in r.config.in_effect().items() if k not in ("run.name", "run.seed", "data.fraction")}
-        by_setting.setdefault(repr(sorted(same.items(), key=str)), {}).setdefault(r.config.data.fraction, []).append(r)
+        by_setting.setdefault(repr(setting_key(r, "data.fraction")), {}).setdefault(r.config.data.fraction, []).append(r)
     sweeps = {_sweep_label([r for rs in by_fraction.values() for r in rs]): by_fraction
               for by_fraction in by_setting.values() if len(by_fraction) > 1}
     if not sweeps:

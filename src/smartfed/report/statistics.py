@@ -7,7 +7,7 @@ from functools import partial
 
 import numpy as np
 
-from smartfed.report.runs import RunResult, is_reference_for, loss_cells, same_score_items, settings
+from smartfed.report.runs import RunResult, is_reference_for, loss_cells, same_score_items, setting_key, settings
 from smartfed.report.stats import interval, paired
 
 
@@ -109,8 +109,6 @@ def overview_table(by_composition: dict[str, list[RunResult]]) -> str:
     return "\n".join(lines)
 
 
-def _without(runs: list[RunResult], *keys: str) -> list:
-    return sorted(((k, v) for k, v in runs[0].config.in_effect().items() if k not in ("run.name", "run.seed", *keys)), key=str)
 
 
 def eeqa_table(results: list[RunResult]) -> str | None:
@@ -123,7 +121,7 @@ def eeqa_table(results: list[RunResult]) -> str | None:
         if not runs[0].method.uses_eeqa(runs[0].config):
             continue
         fixed = next(((name, other) for name, other in groups.items() if not other[0].config.eeqa.enabled
-                      and _without(other, "eeqa.enabled") == _without(runs, "eeqa.enabled")), None)
+                      and setting_key(other[0], "eeqa.enabled") == setting_key(runs[0], "eeqa.enabled")), None)
         if fixed is None:
             continue
         name, other = fixed
