@@ -13,12 +13,13 @@ python3 -c "from smartfed.models.loading import resolve_model_folder as r; r('sm
 echo "model ready after $(( $(date +%s) - began )) s"
 pack() {
   local done; done=$(find docs/results -name summary.json -printf '%h\n' 2>/dev/null)
-  tar -czf "$OUT/runs.tgz.tmp" --exclude=checkpoints $done docs/results/.logs 2>/dev/null && mv "$OUT/runs.tgz.tmp" "$OUT/runs.tgz"
+  tar -czf "$OUT/runs.tgz.$BASHPID" --exclude=checkpoints $done docs/results/.logs 2>/dev/null && mv "$OUT/runs.tgz.$BASHPID" "$OUT/runs.tgz"
   echo "$(( $(date +%s) - began )) s: $(echo $done | wc -w) finished"
 }
 { while sleep 40; do pack; done; } &
 packer=$!
 left=$(( began + budget - $(date +%s) ))
+(( left > 0 )) || { echo "no time left for the jobs (BUDGET=$budget)"; kill $packer; exit 4; }
 timeout -k 5 "$left" xargs -P "${P:-8}" -L 1 bash -c 'log=/tmp/w/docs/results/.logs/$(echo "$*" | tr " /" "__").log; mkdir -p "$(dirname "$log")"
   /tmp/w/experiments/$1 "${@:2}" --no-report --set model.device=cuda >> "$log" 2>&1 && echo "done: $*" || echo "failed: $*"' _ < "$OLDPWD/.gpuC/jobs.txt"
-kill $packer 2>/dev/null; pack
+kill $packer 2>/dev/null; wait $packer 2>/dev/null; pack

@@ -23,7 +23,7 @@ if (( ${#jobs[@]} == 0 )); then
   for seed in 1 2; do for comp in zh+math math+code zh+code; do for pool in matched mismatched; do for m in smartfed module-router; do
     jobs+=("coverage.sh $comp $pool --methods $m --seeds $seed"); done; done; done; done
 fi
-rm -rf .gpuA .gpuB .gpuC; mkdir -p .gpuA .gpuB .gpuC
+rm -rf .gpuA .gpuB .gpuC; mkdir -p .gpuA .gpuB .gpuC; : > .gpuC/jobs.txt
 for job in "${jobs[@]}"; do  # coverage.sh COMP POOL --methods M --seeds S -> docs/results/COMP-pool-POOL/M[-seedS]
   read -r _ comp pool _ m _ seed <<< "$job"
   run="docs/results/$comp-pool-$pool/$m$([[ $seed == 0 ]] || echo "-seed$seed")"
