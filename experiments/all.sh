@@ -8,6 +8,9 @@
 #                                            # default 60; LoRAHub's took 56-61): a time-boxed session ends
 #                                            # with no half-done run
 #
+# A run whose folder has a summary is passed over without starting `smartfed compare` (seconds for the whole finished
+# queue); RESCORE=1 hands every job to compare, which also rescores a finished run whose evaluation settings changed.
+#
 # Two queues at once share the work: a run one of them is writing, the other passes over (the run folder's lock).
 # So a queue can be restarted one worker at a time while the old one's last runs finish: `all.sh 1 1` for each.
 #
@@ -37,6 +40,21 @@ queue() {
   # at three seeds comes first
   for composition in zh+math math+code zh+code; do coverage_jobs "$composition" 1 2; done
 }
+run_folder() {  # JOB: its run folder under docs/results, named as compare names it (compare._name); fails where it cannot tell
+  local script=$1 composition="" pool="" method="" seed=0 fraction=1; shift
+  [[ $script == coverage.sh ]] && { composition=$1; pool=$2; shift 2; }
+  while (( $# )); do
+    case $1 in --methods) method=$2 ;; --seeds) seed=$2 ;; --fractions) fraction=$2 ;; *) return 1 ;; esac; shift 2
+  done
+  [[ -n $method && "$method$seed$fraction" != *,* ]] || return 1
+  local name="$method$([[ $fraction == 1 ]] || echo "-frac$fraction")$([[ $seed == 0 ]] || echo "-seed$seed")"
+  case $script in
+    coverage.sh) echo "docs/results/$composition-pool-$pool/$name" ;;
+    data-fraction.sh) echo "docs/results/zh+math-data-fraction/$name" ;;
+    *) echo "docs/results/${script%.sh}/$name" ;;
+  esac
+}
+export -f run_folder
 data_fraction_jobs() {  # the claim: SmartFed on 10% of the data against FedIT on all of it
   for seed in 0 1 2; do
     echo "data-fraction.sh --methods smartfed --fractions 0.1 --seeds $seed"; echo "data-fraction.sh --methods fedit --fractions 1 --seeds $seed"
@@ -63,6 +81,7 @@ else
 fi
 export OMP_NUM_THREADS="$threads" MKL_NUM_THREADS="$threads"
 queue | xargs -P "$workers" -L 1 bash -c 'log="$0/docs/results/.logs/$(echo "$*" | tr " /" "__").log"; mkdir -p "$(dirname "$log")";
+  if [[ -z "${RESCORE:-}" ]] && folder="$(run_folder "$@")" && [[ -f "$0/$folder/summary.json" ]]; then exit 0; fi
   if [[ -n "${UNTIL_S:-}" ]] && (( $(date +%s) + RUN_S > UNTIL_S )); then echo "not started (it would end after UNTIL): $*"; exit 0; fi
   echo "== $(date -u +%FT%TZ) pid $$" >> "$log";
   "$0/experiments/$1" "${@:2}" --no-report >> "$log" 2>&1 || echo "failed: $* (see $log)"' "$repo"
