@@ -40,21 +40,7 @@ queue() {
   # at three seeds comes first
   for composition in zh+math math+code zh+code; do coverage_jobs "$composition" 1 2; done
 }
-run_folder() {  # JOB: its run folder under docs/results, named as compare names it (compare._name); fails where it cannot tell
-  local script=$1 composition="" pool="" method="" seed=0 fraction=1; shift
-  [[ $script == coverage.sh ]] && { composition=$1; pool=$2; shift 2; }
-  while (( $# )); do
-    case $1 in --methods) method=$2 ;; --seeds) seed=$2 ;; --fractions) fraction=$2 ;; *) return 1 ;; esac; shift 2
-  done
-  [[ -n $method && "$method$seed$fraction" != *,* ]] || return 1
-  local name="$method$([[ $fraction == 1 ]] || echo "-frac$fraction")$([[ $seed == 0 ]] || echo "-seed$seed")"
-  case $script in
-    coverage.sh) echo "docs/results/$composition-pool-$pool/$name" ;;
-    data-fraction.sh) echo "docs/results/zh+math-data-fraction/$name" ;;
-    *) echo "docs/results/${script%.sh}/$name" ;;
-  esac
-}
-export -f run_folder
+source "$repo/experiments/run_folder.sh"; export -f run_folder
 data_fraction_jobs() {  # the claim: SmartFed on 10% of the data against FedIT on all of it
   for seed in 0 1 2; do
     echo "data-fraction.sh --methods smartfed --fractions 0.1 --seeds $seed"; echo "data-fraction.sh --methods fedit --fractions 1 --seeds $seed"

@@ -28,8 +28,8 @@ def gate_gradient(gate: str, k: int) -> float:
     return logits.grad.abs().max().item()
 
 
-def at_one(run: Path) -> tuple[int, dict[int, int]] | None:
-    """(matrices, {round: matrices at k = 1}) of a run with EEQA on; None for others."""
+def at_one(run: Path) -> tuple[str, int, dict[int, int]] | None:
+    """(gate, matrices, {round: matrices at k = 1}) of a run with EEQA on; None for others."""
     config = load_config(run / "config.toml")
     if not config.eeqa.enabled or config.run.method != "smartfed":
         return None
@@ -39,7 +39,7 @@ def at_one(run: Path) -> tuple[int, dict[int, int]] | None:
         if record.get("quotas"):
             matrices = len(record["quotas"])
             counts[record["round"]] = sum(k == 1 for k in record["quotas"].values())
-    return matrices, counts
+    return config.router.gate, matrices, counts
 
 
 def main() -> None:
@@ -54,8 +54,7 @@ def main() -> None:
         for run in sorted(p.parent for p in folder.glob("*/summary.json")):
             found = at_one(run)
             if found:
-                matrices, counts = found
-                gate = load_config(run / "config.toml").router.gate
+                gate, matrices, counts = found
                 print(f"| {run.parent.name}/{run.name} | {gate} | {matrices} | " + " | ".join(str(counts.get(r, "-")) for r in ROUNDS) + " |")
 
 

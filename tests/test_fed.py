@@ -368,12 +368,12 @@ def test_a_finished_run_from_another_machine_is_no_other_setting(tmp_path):
     here = gpu.with_values({"model.device": "auto", "data.dir": ""})
     with pytest.raises(ConfigError, match="model.device"):
         RunFolder(gpu.run_dir).changed_settings(here)
-    assert RunFolder(gpu.run_dir).changed_settings(here, rebuilt_pool_ok=True) == {}
+    assert RunFolder(gpu.run_dir).changed_settings(here, finished=True) == {}
     assert pending_runs([here]) == [here.run_dir]  # not finished yet
     (gpu.run_dir / "summary.json").write_text("{}")
     assert pending_runs([here]) == []
     with pytest.raises(ConfigError, match="training.lr"):  # what it trained still counts
-        RunFolder(gpu.run_dir).changed_settings(here.with_values({"training.lr": 0.5}), rebuilt_pool_ok=True)
+        RunFolder(gpu.run_dir).changed_settings(here.with_values({"training.lr": 0.5}), finished=True)
 
 
 def test_a_run_ignores_the_config_sections_of_other_methods(tmp_path):

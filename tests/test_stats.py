@@ -67,7 +67,7 @@ def test_seeds_group_on_what_their_method_reads():
 
 def test_seeds_group_across_where_they_ran_but_not_across_what_they_ran():
     """A seed run on a GPU machine, its adapters and output unpacked elsewhere, joins the CPU seeds of its setting;
-    another adapter, a dtype or a learning rate keeps a run apart."""
+    another adapter, a dtype or another results folder keeps a run apart."""
     cpu = run("router", "module-router", 0, [(2.0, 2)], [1.0], "pool.adapters=['/work/pool/zh','/home/x/cov/math-eqn']", "run.out_dir=/work/docs/zh+math-pool-matched")
     gpu = run("router-seed1", "module-router", 1, [(2.0, 2)], [1.0], "pool.adapters=['/tmp/w/pool/zh','/tmp/cache/cov/math-eqn']",
               "run.out_dir=/tmp/w/docs/zh+math-pool-matched", "model.device=cuda", "data.dir=/tmp/data")

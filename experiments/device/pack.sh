@@ -24,10 +24,9 @@ if (( ${#jobs[@]} == 0 )); then
     jobs+=("coverage.sh $comp $pool --methods $m --seeds $seed"); done; done; done; done
 fi
 rm -rf .gpuA .gpuB .gpuC; mkdir -p .gpuA .gpuB .gpuC; : > .gpuC/jobs.txt
-for job in "${jobs[@]}"; do  # coverage.sh COMP POOL --methods M --seeds S -> docs/results/COMP-pool-POOL/M[-seedS]
-  read -r _ comp pool _ m _ seed <<< "$job"
-  run="docs/results/$comp-pool-$pool/$m$([[ $seed == 0 ]] || echo "-seed$seed")"
-  [[ -f "$run/summary.json" ]] || echo "$job" >> .gpuC/jobs.txt
+source experiments/run_folder.sh
+for job in "${jobs[@]}"; do  # the jobs not finished here (a job whose folder cannot be told goes too)
+  run="$(run_folder $job)" && [[ -f "$run/summary.json" ]] || echo "$job" >> .gpuC/jobs.txt
 done
 git archive --format=tar.gz -o .gpuA/code.tgz HEAD -- src experiments pyproject.toml docs/tuning/*/tuning.json
 cp .whl/*.whl experiments/device/setup.sh .gpuA/

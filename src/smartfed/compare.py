@@ -108,7 +108,7 @@ def _changed_settings(config: RunConfig) -> list[str]:
     folder; any other difference is an error: that run trained something else. A finished run over an
     earlier build of the same pool modules (another machine's) is kept as it is: it stands for that build."""
     folder, finished = RunFolder(config.run_dir), (config.run_dir / SUMMARY).is_file()
-    changed = folder.changed_settings(config, rebuilt_pool_ok=finished)  # ConfigError if that run trained something else
+    changed = folder.changed_settings(config, finished=finished)  # ConfigError if that run trained something else
     if changed and finished and not (config.run_dir / CHECKPOINTS).is_dir():
         key, (old, new) = next(iter(changed.items()))
         raise ConfigError(f"{config.run_dir}: an earlier run with {key}={old!r}, expected {new!r}, and no checkpoints to "

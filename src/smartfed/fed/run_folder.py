@@ -151,18 +151,18 @@ class RunFolder:
         atomic_write_text(self.path / CONFIG, header + config.to_toml())
         atomic_write_text(self.path / METRICS, "")
 
-    def changed_settings(self, config: RunConfig, *, rebuilt_pool_ok: bool = False) -> dict[str, tuple]:
+    def changed_settings(self, config: RunConfig, *, finished: bool = False) -> dict[str, tuple]:
         """{key: (saved value, value in `config`)} where `config` differs from the run's config.toml; ConfigError
         where a difference is not in RESUMABLE_KEYS (that run trained something else). Where the folder is
         (run.out_dir, run.name) is no setting, nor another method's config section (RunConfig.in_effect), nor
         where the pool's adapter folders are: the pool is the bytes the header's adapters_sha256 records (moved
         folders with the same bytes are the same pool, a module rebuilt in place with other bytes is another),
-        where they can be read here. With `rebuilt_pool_ok`, the same modules rebuilt with other bytes
+        where they can be read here. With `finished`, the same modules rebuilt with other bytes
         (`rebuilt_pool`) are no change where nothing else changed: a finished run stands for the build it ran
         over (going on with it, or rescoring it, would run over the other build: still a change), and so is where
         it ran (WHERE_IT_RAN: a seed run on a GPU machine is no other setting for a queue on the CPU)."""
         saved = self._saved().in_effect()
-        ignored = (*LOCATION_KEYS, *WHERE_IT_RAN) if rebuilt_pool_ok else LOCATION_KEYS
+        ignored = (*LOCATION_KEYS, *WHERE_IT_RAN) if finished else LOCATION_KEYS
         changed = {key: (saved.get(key), value) for key, value in config.in_effect().items()
                    if saved.get(key) != value and key not in ignored}
         recorded, found = self.provenance().get("adapters_sha256"), _pool_digest(config)
@@ -170,7 +170,7 @@ class RunFolder:
             changed["pool.adapters"] = (f"adapters_sha256 {recorded}", f"adapters_sha256 {found}")
         elif recorded and found and "pool.adapters" in changed:
             del changed["pool.adapters"]
-        if rebuilt_pool_ok and list(changed) == ["pool.adapters"] and self.rebuilt_pool(config):
+        if finished and list(changed) == ["pool.adapters"] and self.rebuilt_pool(config):
             del changed["pool.adapters"]
         fixed = [key for key in changed if key not in RESUMABLE_KEYS]
         if fixed:
