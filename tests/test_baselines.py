@@ -244,6 +244,16 @@ def test_ratio_table_is_computed_from_the_runs():
     fast.config = fast.config.with_values({"model.device": "cuda"})
     assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | - (cuda vs auto) | 2.00x |" in ratio_table([fedit, fast, slow])
     assert summary_table([fedit, fast]).splitlines()[-1].endswith("| cuda |")
+    # where both recorded the device they resolved, that decides: "auto" on a GPU is not "auto" on a CPU,
+    # a run resumed on another device compares with none, and "cpu" is "auto" resolved to the CPU
+    fast.config = fast.config.with_values({"model.device": "auto"})
+    fedit.ran_on, fast.ran_on = ("cpu",), ("cuda:0 (NVIDIA H200)",)
+    assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | - (cuda:0 (NVIDIA H200) vs cpu) | 2.00x |" in ratio_table([fedit, fast])
+    assert summary_table([fedit, fast]).splitlines()[-1].endswith("| cuda:0 (NVIDIA H200) |")
+    fast.ran_on = ("cuda:0 (NVIDIA H200)", "cpu")
+    assert "- (cuda:0 (NVIDIA H200), then cpu vs cpu)" in ratio_table([fedit, fast])
+    fast.ran_on, fast.config = ("cpu",), fast.config.with_values({"model.device": "cpu"})
+    assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | 2.50x | 2.00x |" in ratio_table([fedit, fast])
 
 
 def test_report_names_the_file_and_keys_of_a_run_without_energy(tmp_path):

@@ -65,9 +65,14 @@ def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, ru
         start, tensors, metadata = last
         population.restore(tensors, metadata, run.metrics()[-1].quotas)
         recorded, rate = run.provenance().get("learning_rate"), _rate(method, config).get("learning_rate")
-        moved = start < config.federation.rounds and recorded and rate and recorded != rate  # the method's own rate
-        # settings the resume changed (RESUMABLE_KEYS), and a moved rate, said in config.toml
-        run.update_config(config, [f"resumed with learning_rate = {rate} (was {recorded})"] if moved else [])
+        trains = start < config.federation.rounds
+        moved = trains and recorded and rate and recorded != rate  # the method's own rate
+        device, devices = side.provenance["device"], run.devices()
+        # settings the resume changed (RESUMABLE_KEYS), a moved rate and another device (`auto` on another
+        # machine: its joules count other CPU seconds), said in config.toml
+        notes = [f"resumed with learning_rate = {rate} (was {recorded})"] if moved else []
+        notes += [f"resumed on device = {device}"] if trains and devices[-1:] != [device] else []
+        run.update_config(config, notes)
         return population, start
     run.create(config, side.provenance | _rate(method, config))
     record = RoundRecord(round=0, quotas=get_quotas(side.model))

@@ -236,6 +236,12 @@ class RunFolder:
         lines = (self.path / CONFIG).read_text().splitlines()
         return dict(line[2:].split(" = ", 1) for line in lines if line.startswith("# ") and " = " in line)
 
+    def devices(self) -> list[str]:
+        """Where the run computed, in order: the `device` its header recorded at the start and each `resumed on
+        device` after it (empty for a run made before smartfed recorded it: its config's model.device may be `auto`)."""
+        lines = (self.path / CONFIG).read_text().splitlines()
+        return [line.split(" = ", 1)[1] for line in lines if line.startswith(("# device = ", "# resumed on device = "))]
+
     def metrics(self, drop_torn_tail: bool = False) -> list[RoundRecord]:
         """Every round's record. A line that is not a record is an error naming the file and line, except,
         with `drop_torn_tail`, a last line cut short by a kill (resume drops it: its round has no checkpoint)."""

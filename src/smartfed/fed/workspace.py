@@ -30,7 +30,7 @@ class ModelSide:
     model: torch.nn.Module
     tokenizer: object
     pool_file: Path | None  # None: the method's clients do not need the pool (a fresh LoRA)
-    provenance: dict[str, str]  # the pool file and the content hash of the adapters it was made from
+    provenance: dict[str, str]  # the pool file, the content hash of the adapters it was made from, the device it runs on
 
 
 def _pool_provenance(pool_file: Path) -> dict[str, str]:
@@ -38,6 +38,13 @@ def _pool_provenance(pool_file: Path) -> dict[str, str]:
         metadata = f.metadata() or {}
     return {"pool_file": shown_path(pool_file), "adapters_sha256": metadata.get("adapters_sha256", "unknown (a pool file made elsewhere)"),
             "adapter_sources": _shown_sources(metadata.get("adapter_sources", "[]"))}  # hub sources with the commit each resolved to
+
+
+def device_of(model: torch.nn.Module) -> str:
+    """Where `model` runs, as resolved from model.device (`auto` names no machine): `cpu`, or e.g. `cuda:0 (NVIDIA H200)`.
+    The in-process engine's clients share it; under Flower it is the server's (each client resolves its own)."""
+    device = next(model.parameters()).device
+    return f"{device} ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else str(device)
 
 
 def _shown_sources(recorded: str) -> str:
@@ -61,7 +68,8 @@ def load_model_side(config: RunConfig) -> ModelSide:
     model = method.attach(model, pool, config)
     if config.training.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    return ModelSide(model, tokenizer, pool_file if method.ships_pool else None, _pool_provenance(pool_file))
+    return ModelSide(model, tokenizer, pool_file if method.ships_pool else None,
+                     _pool_provenance(pool_file) | {"device": device_of(model)})
 
 
 def heldout_set(config: RunConfig) -> list[Example]:

@@ -8,8 +8,8 @@ on the same seeds (runs named NAME-seedS are NAME's seeds):
   weighted equally, seeds and items resampled; report/stats.py). Holds: the interval is above 0 and
   reaches 10.21; does not hold: it is below 10.21; cannot tell: it holds both 0 and 10.21.
 - convergence 3.95x, communication ~31x, energy ~3.6x: FedIT's / SmartFed's per seed (rounds to FedIT's
-  final loss on the curve's items, bytes sent and received, joules: on the seeds where both asked for the same
-  device, since joules count CPU seconds). Holds: every seed reaches 3/4 of the claim; does not
+  final loss on the curve's items, bytes sent and received, joules: on the seeds where both ran on the same
+  device, since joules count CPU seconds: report/runs.py's same_device). Holds: every seed reaches 3/4 of the claim; does not
   hold: no seed does; cannot tell: some do (convergence also when a run was not evaluated every round, or
   when untrained SmartFed, its round 0, is already at or below FedIT's final loss: its head start, not how
   fast its training converges, which the rounds cannot tell apart).

@@ -31,6 +31,7 @@ class RunResult:
     summary: Summary
     score_items: dict[str, list[float]] = field(default_factory=dict)  # suite -> 1.0 / 0.0 per item, in order
     score_ids: dict[str, list[str]] = field(default_factory=dict)  # suite -> each item's id, in the same order (where all have one)
+    ran_on: tuple[str, ...] = ()  # the devices its header recorded, in order (RunFolder.devices; none in older runs)
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunResult":
@@ -39,7 +40,13 @@ class RunResult:
         scored = _scored_items(Path(run_dir) / "scores.json")
         return cls(Path(run_dir).name, run.config(), run.metrics(), summary,
                    {s: [float(i["correct"]) for i in items] for s, items in scored.items()},
-                   {s: [str(i["id"]) for i in items] for s, items in scored.items() if all("id" in i for i in items)})
+                   {s: [str(i["id"]) for i in items] for s, items in scored.items() if all("id" in i for i in items)},
+                   tuple(run.devices()))
+
+    @property
+    def device(self) -> str:
+        """Where it ran: the recorded devices, or, for a run that recorded none, the model.device it asked for."""
+        return ", then ".join(self.ran_on) or self.config.model.device
 
     @property
     def loss_items(self) -> list[tuple[float, int]] | None:
@@ -222,20 +229,23 @@ def summary_table(results: list[RunResult]) -> str:
                  _fmt(reach, "d", "not reached") if every_round else "-",
                  f"{r.summary.cumulative_bytes_up / 1e6:.2f}", f"{r.summary.cumulative_bytes_down / 1e6:.2f}",
                  f"{r.energy_j / 1e3:.2f}", f"{r.summary.client_cpu_s:.0f}", f"{r.token_passes / 1e3:.1f}",
-                 f"{r.summary.wall_s:.0f}", _fmt(r.summary.scores_wall_s, ".0f"), r.config.model.device]
+                 f"{r.summary.wall_s:.0f}", _fmt(r.summary.scores_wall_s, ".0f"), r.device]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
 def same_device(a: RunResult, b: RunResult) -> bool:
-    """Whether two runs asked for the same device: energy is client CPU seconds times watts (metrics/energy.py),
-    which measures CPU work, so only runs on the same device compare in joules."""
+    """Whether two runs ran on one device: energy is client CPU seconds times watts (metrics/energy.py), which
+    measures CPU work, so only runs on the same device compare in joules. Where both recorded the device they
+    resolved, each on one device only; where either did not (older runs), the model.device both asked for."""
+    if a.ran_on and b.ran_on:
+        return len(set(a.ran_on)) == 1 and set(a.ran_on) == set(b.ran_on)
     return a.config.model.device == b.config.model.device
 
 
 def _energy_ratio(fedit: RunResult, r: RunResult) -> str:
     if not same_device(fedit, r):
-        return f"- ({r.config.model.device} vs {fedit.config.model.device})"
+        return f"- ({r.device} vs {fedit.device})"
     return f"{fedit.energy_j / r.energy_j:.2f}x" if r.energy_j else "-"
 
 
