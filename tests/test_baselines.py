@@ -254,6 +254,13 @@ def test_ratio_table_is_computed_from_the_runs():
     assert "- (cuda:0 (NVIDIA H200), then cpu vs cpu)" in ratio_table([fedit, fast])
     fast.ran_on, fast.config = ("cpu",), fast.config.with_values({"model.device": "cpu"})
     assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | 2.50x | 2.00x |" in ratio_table([fedit, fast])
+    # an older run recorded none: it compares only where it asked for that kind of device by name
+    fedit.ran_on = ()
+    assert "- (cpu vs auto)" in ratio_table([fedit, fast])
+    fedit.config = fedit.config.with_values({"model.device": "cpu"})
+    assert "| fast | fedit | +5.0 | -0.3000 | 2.00x | 20.00x | 2.50x | 2.00x |" in ratio_table([fedit, fast])
+    fast.ran_on = ("cuda:0 (NVIDIA H200)",)
+    assert "- (cuda:0 (NVIDIA H200) vs cpu)" in ratio_table([fedit, fast])
 
 
 def test_report_names_the_file_and_keys_of_a_run_without_energy(tmp_path):

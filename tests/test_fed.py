@@ -174,19 +174,25 @@ def test_the_header_names_the_rate_a_run_trains_at_and_a_resume_under_another(fe
 
 
 def test_the_header_names_the_device_a_run_computed_on_and_each_resume_on_another(fed_config, monkeypatch):
-    """model.device = auto names no machine: the header records the device it resolved to, and a resume that
-    trains on elsewhere (a GPU session, then the CPU) says so; the report shows them in order."""
+    """model.device = auto names no machine: the header records the device a run resolved to, and a resume that
+    trains elsewhere (a GPU session, then the CPU) says so; the report shows them in order. A run made before
+    smartfed recorded it starts at the model.device it asked for."""
     from smartfed.fed import workspace
     from smartfed.report.runs import RunResult
 
-    config = make_config(fed_config, {"run.name": "where", "model.device": "auto", "federation.rounds": 1})
+    config = make_config(fed_config, {"run.name": "where", "model.device": "cpu", "federation.rounds": 1})
     run_simulation(config, log=lambda *_: None)
-    assert RunFolder(config.run_dir).devices() == ["cpu"]  # no GPU in CI
+    assert RunFolder(config.run_dir).devices() == ["cpu"]
     monkeypatch.setattr(workspace, "device_of", lambda model: "cuda:0 (Fake GPU)")
     for rounds in (2, 3):  # the second resume, on the same device as the first, adds no line
         run_simulation(config.with_values({"federation.rounds": rounds}), resume=True, log=lambda *_: None)
     assert RunFolder(config.run_dir).devices() == ["cpu", "cuda:0 (Fake GPU)"]
     assert RunResult.read(config.run_dir).device == "cpu, then cuda:0 (Fake GPU)"
+    old = RunFolder(config.run_dir.parent / "old")
+    old.create(config.with_values({"model.device": "auto"}))  # as before: no device line
+    assert old.devices() == []
+    old.update_config(config.with_values({"model.device": "auto"}), ["resumed on device = cpu"])
+    assert old.devices() == ["auto", "cpu"]
 
 
 def test_provenance_says_whether_the_package_differed_from_its_revision(tmp_path):

@@ -65,7 +65,7 @@ def _start(config: RunConfig, method: Method, side: ModelSide, heldout: list, ru
         start, tensors, metadata = last
         population.restore(tensors, metadata, run.metrics()[-1].quotas)
         recorded, rate = run.provenance().get("learning_rate"), _rate(method, config).get("learning_rate")
-        trains = start < config.federation.rounds
+        trains = method.trains_anything and start < config.federation.rounds
         moved = trains and recorded and rate and recorded != rate  # the method's own rate
         device, devices = side.provenance["device"], run.devices()
         # settings the resume changed (RESUMABLE_KEYS), a moved rate and another device (`auto` on another

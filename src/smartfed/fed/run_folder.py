@@ -238,9 +238,14 @@ class RunFolder:
 
     def devices(self) -> list[str]:
         """Where the run computed, in order: the `device` its header recorded at the start and each `resumed on
-        device` after it (empty for a run made before smartfed recorded it: its config's model.device may be `auto`)."""
+        device` after it. Empty for a run made before smartfed recorded it, and resumed there after, its start
+        is the model.device it asked for (maybe `auto`, which names no machine)."""
         lines = (self.path / CONFIG).read_text().splitlines()
-        return [line.split(" = ", 1)[1] for line in lines if line.startswith(("# device = ", "# resumed on device = "))]
+        started = [line.split(" = ", 1)[1] for line in lines if line.startswith("# device = ")]
+        resumed = [line.split(" = ", 1)[1] for line in lines if line.startswith("# resumed on device = ")]
+        if resumed and not started:
+            started = [self._saved().model.device]
+        return started + resumed
 
     def metrics(self, drop_torn_tail: bool = False) -> list[RoundRecord]:
         """Every round's record. A line that is not a record is an error naming the file and line, except,

@@ -237,10 +237,16 @@ def summary_table(results: list[RunResult]) -> str:
 def same_device(a: RunResult, b: RunResult) -> bool:
     """Whether two runs ran on one device: energy is client CPU seconds times watts (metrics/energy.py), which
     measures CPU work, so only runs on the same device compare in joules. Where both recorded the device they
-    resolved, each on one device only; where either did not (older runs), the model.device both asked for."""
+    resolved: each on one device only, the same. Where neither did (older runs): the model.device both asked
+    for. Where one did: the other asked for that kind of device by name (`auto` names no machine)."""
     if a.ran_on and b.ran_on:
         return len(set(a.ran_on)) == 1 and set(a.ran_on) == set(b.ran_on)
-    return a.config.model.device == b.config.model.device
+    if not (a.ran_on or b.ran_on):
+        return a.config.model.device == b.config.model.device
+    recorded, other = (a, b) if a.ran_on else (b, a)
+    kind = lambda device: device.split()[0].split(":")[0]  # noqa: E731  cuda:0 (NVIDIA H200) -> cuda
+    asked = other.config.model.device
+    return len(set(recorded.ran_on)) == 1 and asked != "auto" and kind(asked) == kind(recorded.ran_on[0])
 
 
 def _energy_ratio(fedit: RunResult, r: RunResult) -> str:
