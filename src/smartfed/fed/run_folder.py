@@ -231,18 +231,22 @@ class RunFolder:
             return load_config(base={f"{s}.{k}": v for s, keys in migrate_flat(values).items() for k, v in keys.items()})
         return load_config(str(path))
 
-    def provenance(self) -> dict[str, str]:
-        """The `# key = value` lines at the head of config.toml (versions, the pool's content hash, ...)."""
+    def _header(self) -> list[tuple[str, str]]:
+        """The `# key = value` lines at the head of config.toml, in order (a resume adds lines: keys may repeat)."""
         lines = (self.path / CONFIG).read_text().splitlines()
-        return dict(line[2:].split(" = ", 1) for line in lines if line.startswith("# ") and " = " in line)
+        return [tuple(line[2:].split(" = ", 1)) for line in lines if line.startswith("# ") and " = " in line]
+
+    def provenance(self) -> dict[str, str]:
+        """The header's values (versions, the pool's content hash, ...), the last of a repeated key."""
+        return dict(self._header())
 
     def devices(self) -> list[str]:
         """Where the run computed, in order: the `device` its header recorded at the start and each `resumed on
         device` after it. Empty for a run made before smartfed recorded it, and resumed there after, its start
         is the model.device it asked for (maybe `auto`, which names no machine)."""
-        lines = (self.path / CONFIG).read_text().splitlines()
-        started = [line.split(" = ", 1)[1] for line in lines if line.startswith("# device = ")]
-        resumed = [line.split(" = ", 1)[1] for line in lines if line.startswith("# resumed on device = ")]
+        header = self._header()
+        started = [value for key, value in header if key == "device"]
+        resumed = [value for key, value in header if key == "resumed on device"]
         if resumed and not started:
             started = [self._saved().model.device]
         return started + resumed
